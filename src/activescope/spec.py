@@ -116,7 +116,18 @@ class CampaignSpec(_Strict):
         try:
             validate_source_options(v.source, v.options())
         except ValidationError as err:
-            raise ValueError(_format_error(err)) from None
+            raise ValueError(format_validation_error(err)) from None
+        return v
+
+    @field_validator("oracle")
+    @classmethod
+    def _known_oracle(cls, v: OracleSpec) -> OracleSpec:
+        from .oracle import scalarizer_names
+        from .oracles import validate_oracle_options
+
+        validate_oracle_options(v.kind, v.options())
+        if v.scalarizer is not None and v.scalarizer not in scalarizer_names():
+            raise ValueError(f"unknown scalarizer {v.scalarizer!r}; allowed: {', '.join(scalarizer_names())}")
         return v
 
     @model_validator(mode="after")
@@ -134,7 +145,8 @@ class CampaignSpec(_Strict):
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
 
 
-def _format_error(err: ValidationError) -> str:
+def format_validation_error(err: ValidationError) -> str:
+    """One line naming the first bad field (dotted path) and what is wrong with it."""
     first = err.errors()[0]
     where = ".".join(str(p) for p in first["loc"]) or "spec"
     msg = first["msg"].removeprefix("Value error, ")
@@ -152,7 +164,7 @@ def parse_spec(data: dict[str, Any], origin: str = "spec") -> CampaignSpec:
     try:
         return CampaignSpec.model_validate(data)
     except ValidationError as err:
-        raise SpecError(f"{origin}: {_format_error(err)}") from None
+        raise SpecError(f"{origin}: {format_validation_error(err)}") from None
 
 
 def load_spec(path: str | Path) -> CampaignSpec:

@@ -1,0 +1,241 @@
+"""The `activescope` command line: a thin layer over Campaign, the report and the benchmarks.
+
+Heavy modules (torch, RDKit, microscopy) are imported inside commands so `--help` stays fast.
+Every ActivescopeError raised anywhere below a command becomes one line `error: <message>` on
+stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import importlib
+from datetime import datetime
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional
+
+import click
+import typer
+from typer.core import TyperGroup
+
+from .errors import ActivescopeError, SpecError
+
+if TYPE_CHECKING:
+    from .campaign import Campaign, CampaignSummary
+
+DEFAULT_PRESET = "qm9-dipole"
+
+
+class _UserErrorsExit2(TyperGroup):
+    """Root command group: user errors from any subcommand print one line and exit with code 2."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ActivescopeError as err:
+            typer.echo(f"error: {' '.join(str(err).split())}", err=True)
+            ctx.exit(2)
+
+
+app = typer.Typer(
+    cls=_UserErrorsExit2,
+    name="activescope",
+    help="Bayesian active learning and autonomous experimentation.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+presets_app = typer.Typer(help="List the built-in campaign presets, or show one.", invoke_without_command=True)
+bench_app = typer.Typer(help="Benchmark campaign strategies (the default) or atom finding (`bench atoms`).", invoke_without_command=True)
+app.add_typer(presets_app, name="presets")
+app.add_typer(bench_app, name="bench")
+
+
+def _optional(module: str) -> Any | None:
+    """Import an optional sub-application module; None only if that module itself is absent."""
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as err:
+        if err.name is not None and module.startswith(err.name):
+            return None
+        raise
+
+
+# -- presets ---------------------------------------------------------------------------------------
+
+
+def _presets_dir():
+    return resources.files("activescope").joinpath("presets")
+
+
+def preset_names() -> list[str]:
+    return sorted(p.name.removesuffix(".yaml") for p in _presets_dir().iterdir() if p.name.endswith(".yaml"))
+
+
+def preset_text(name: str) -> str:
+    """The YAML of a built-in preset."""
+    if name not in preset_names():
+        raise SpecError(f"unknown preset {name!r}; available: {', '.join(preset_names())}")
+    return _presets_dir().joinpath(f"{name}.yaml").read_text()
+
+
+@presets_app.callback()
+def presets_list(ctx: typer.Context) -> None:
+    """List the built-in presets (name and description)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    for name in preset_names():
+        first = preset_text(name).splitlines()[0].lstrip("# ").strip()
+        typer.echo(f"{name:24s} {first}{'  (default)' if name == DEFAULT_PRESET else ''}")
+
+
+@presets_app.command("show")
+def presets_show(name: str = typer.Argument(..., help="preset name (see `activescope presets`)")) -> None:
+    """Print a preset's YAML (save it, edit it, then `activescope run my.yaml`)."""
+    typer.echo(preset_text(name), nl=False)
+
+
+# -- campaign commands -----------------------------------------------------------------------------
+
+
+def _load(spec_path: Optional[Path], preset: Optional[str]):
+    from .spec import load_spec, parse_spec
+
+    if spec_path is not None and preset is not None:
+        raise SpecError("give either a SPEC file or --preset, not both")
+    if spec_path is not None:
+        return load_spec(spec_path)
+    import yaml
+
+    name = preset or DEFAULT_PRESET
+    return parse_spec(yaml.safe_load(preset_text(name)), origin=f"preset {name}")
+
+
+def _print_summary(summary: "CampaignSummary") -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    status = f"finished ({summary.stop_reason})" if summary.stop_reason else "awaiting results"
+    console.print(
+        f"[bold]{summary.name}[/bold]: {summary.rounds} rounds, {summary.n_measured} measured, "
+        f"{summary.n_failed} failed (budget {summary.budget}); {summary.goal} {summary.target}; {status}; "
+        f"{summary.elapsed_s:.1f} s"
+    )
+    if summary.top1pct_recall is not None:
+        console.print(f"top-1% recall: {summary.top1pct_recall:.3f}")
+    if not summary.best.empty:
+        table = Table(title=f"best {summary.target}")
+        for column in summary.best.columns:
+            table.add_column(str(column))
+        for row in summary.best.itertuples(index=False):
+            table.add_row(*(f"{v:.5g}" if isinstance(v, float) else str(v) for v in row))
+        console.print(table)
+
+
+def _finish(campaign: "Campaign", progress: bool, report: bool) -> None:
+    summary = campaign.run(progress=progress)
+    _print_summary(summary)
+    if campaign.oracle.interactive and campaign.store.open_round() is not None:
+        path = campaign.suggest()
+        typer.echo(f"suggestions: {path}\nmeasure them, fill in `value`, then: activescope tell {campaign.store.run_dir} {path}")
+    if report:
+        from .report import report_run
+
+        typer.echo(f"report: {report_run(campaign.store.run_dir)}")
+    typer.echo(f"run directory: {campaign.store.run_dir}")
+
+
+ProgressOption = typer.Option(True, "--progress/--no-progress", help="show a progress bar")
+ReportOption = typer.Option(True, "--report/--no-report", help="write the HTML report at the end")
+
+
+@app.command()
+def run(
+    spec: Optional[Path] = typer.Argument(None, help="campaign spec (YAML); default: the qm9-dipole preset"),
+    run_dir: Optional[Path] = typer.Option(None, "--run-dir", "-o", help="run directory (default runs/<name>-<time>)"),
+    preset: Optional[str] = typer.Option(None, "--preset", "-p", help="run a built-in preset instead of a file"),
+    progress: bool = ProgressOption,
+    report: bool = ReportOption,
+) -> None:
+    """Run a campaign until its stop rule (an existing run directory with the same spec resumes)."""
+    from .campaign import Campaign
+
+    campaign_spec = _load(spec, preset)
+    if run_dir is None:
+        run_dir = Path("runs") / f"{campaign_spec.name}-{datetime.now():%Y%m%d-%H%M%S}"
+    _finish(Campaign.create_or_open(run_dir, campaign_spec), progress, report)
+
+
+@app.command()
+def resume(
+    run_dir: Path = typer.Argument(..., help="run directory"),
+    spec: Optional[Path] = typer.Option(None, "--spec", help="refuse to resume unless the run used this spec"),
+    progress: bool = ProgressOption,
+    report: bool = ReportOption,
+) -> None:
+    """Continue a stopped or killed run: a pending batch is measured, nothing is repeated."""
+    from .campaign import Campaign
+    from .spec import load_spec
+
+    _finish(Campaign.open(run_dir, load_spec(spec) if spec else None), progress, report)
+
+
+@app.command()
+def suggest(run_dir: Path = typer.Argument(..., help="run directory")) -> None:
+    """Write the next batch to artifacts/suggest_round_<k>.csv and print its path."""
+    from .campaign import Campaign
+
+    typer.echo(Campaign.open(run_dir).suggest())
+
+
+@app.command()
+def tell(
+    run_dir: Path = typer.Argument(..., help="run directory"),
+    results: Path = typer.Argument(..., help="CSV with columns id, value (e.g. the filled-in suggestion file)"),
+) -> None:
+    """Record measured values for the pending batch, then write the next suggestion."""
+    from .campaign import Campaign
+
+    campaign = Campaign.open(run_dir)
+    next_path = campaign.tell(results)
+    summary = campaign.summary()
+    typer.echo(f"recorded {results}; {summary.n_measured} measured of budget {summary.budget}")
+    if next_path is not None:
+        typer.echo(f"suggestions: {next_path}")
+    elif summary.stop_reason:
+        _print_summary(summary)
+
+
+@app.command()
+def report(run_dir: Path = typer.Argument(..., help="run directory")) -> None:
+    """Write the run's self-contained HTML report and print its path."""
+    from .report import report_run
+    from .store import Store
+
+    Store.open(run_dir).close()
+    typer.echo(report_run(run_dir))
+
+
+# -- benchmarks and domain sub-applications --------------------------------------------------------
+
+
+@bench_app.callback()
+def bench(
+    ctx: typer.Context,
+    spec: Optional[Path] = typer.Option(None, "--spec", help="base campaign spec (default: the headline QM9 protocol)"),
+    strategy: Optional[list[str]] = typer.Option(None, "--strategy", "-s", help="strategy to run (repeat; default: all)"),
+    seeds: int = typer.Option(3, "--seeds", min=1, help="seeds per strategy"),
+    out: Path = typer.Option(Path("bench-out"), "--out", "-o", help="output directory"),
+) -> None:
+    """Run the campaign strategy matrix and write results.csv, results.md and bench.png."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from .bench import bench_main
+
+    typer.echo(bench_main(spec, strategy or None, seeds, out))
+
+
+_microscopy_cli = _optional("activescope.microscopy.cli")
+if _microscopy_cli is not None:
+    app.add_typer(_microscopy_cli.atoms_app, name="atoms")
+    bench_app.command("atoms")(_microscopy_cli.bench_atoms)
