@@ -1,0 +1,239 @@
+"""Campaign reports: one self-contained HTML page per run directory.
+
+`report_run(run_dir)` reads the run record, rebuilds the pool (from the feature cache), refits
+the campaign's model on every measurement, and writes `artifacts/report.html` plus each figure as
+a PNG beside it. Sections that need the pool's true values (recall curves, parity) appear only
+when the pool has labels for the target, so the same report serves ask/tell lab campaigns.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from ..metrics import regression_summary, top_fraction_k, top_k_recall
+from ..models import build_model
+from ..pool import Pool
+from ..spec import CampaignSpec
+from . import figures
+from . import html as markup
+
+PARITY_SAMPLE = 5000
+BEST_ROWS = 10
+REPORT_NAME = "report.html"
+
+
+@dataclass
+class _Run:
+    """What the sections read: the spec, the pool and the measured rows in measurement order."""
+
+    spec: CampaignSpec
+    pool: Pool
+    measurements: pd.DataFrame
+    rounds: pd.DataFrame
+    rows: np.ndarray
+    all_values: np.ndarray | None
+    model: object | None
+    artifacts: Path
+
+    @property
+    def target(self) -> str:
+        return self.spec.target.column
+
+    @property
+    def goal(self) -> str:
+        return self.spec.target.goal
+
+    @property
+    def values(self) -> np.ndarray:
+        return self.measurements["value"].to_numpy(dtype=float)
+
+    @property
+    def ok(self) -> np.ndarray:
+        return np.isfinite(self.values)
+
+    @property
+    def n_initial(self) -> int:
+        return int((self.measurements["round"] == 0).sum())
+
+
+def report_run(run_dir: str | Path) -> Path:
+    """Write `<run_dir>/artifacts/report.html` (and the figures as PNG there); return its path."""
+    from ..campaign import Campaign
+
+    campaign = Campaign.open(run_dir)
+    spec, pool = campaign.spec, campaign.pool
+    measurements = campaign.store.measurements().reset_index(drop=True)
+    labels = pool.labels
+    all_values = labels[spec.target.column].to_numpy(dtype=float) if spec.target.column in labels else None
+    run = _Run(
+        spec=spec,
+        pool=pool,
+        measurements=measurements,
+        rounds=campaign.store.rounds(),
+        rows=pool.index_of(measurements["id"].tolist()),
+        all_values=all_values,
+        model=getattr(campaign, "model", None),
+        artifacts=Path(campaign.store.artifacts),
+    )
+    run.artifacts.mkdir(parents=True, exist_ok=True)
+    sections = [("summary", "Run summary", _summary(run))]
+    if len(measurements):
+        sections.append(("progress", "Progress", _progress(run)))
+        sections += _model_sections(run)
+        sections.append(("best", f"Best {BEST_ROWS} candidates found", _best_table(run)))
+    if len(run.rounds):
+        sections.append(("timings", "Timings", _save(run, "timings", figures.timings_figure(run.rounds),
+                                                      "Wall seconds per round, stacked by phase.")))
+    subtitle = f"activescope report for run directory {Path(run_dir).resolve()} — generated {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
+    path = run.artifacts / REPORT_NAME
+    path.write_text(markup.page(f"Campaign report: {spec.name}", subtitle, sections), encoding="utf-8")
+    return path
+
+
+def _save(run: _Run, name: str, fig: Figure, caption: str) -> str:
+    """Save the figure as artifacts/<name>.png and return its embedded HTML."""
+    png = figures.figure_png(fig)
+    (run.artifacts / f"{name}.png").write_bytes(png)
+    return markup.image(png, alt=name, caption=caption)
+
+
+def _best_index(values: np.ndarray, goal: str) -> int:
+    return int(np.nanargmax(values) if goal == "maximize" else np.nanargmin(values))
+
+
+def _summary(run: _Run) -> str:
+    spec, m = run.spec, run.measurements
+    model = ", ".join([spec.model.kind] + [f"{k}={v}" for k, v in spec.model.options().items()])
+    acq = spec.acquisition
+    items: dict[str, object] = {
+        "spec name": spec.name,
+        "data source": f"{spec.data.source} ({len(run.pool):,} candidates, {run.pool.X.shape[1]} features)",
+        "target": run.target,
+        "goal": run.goal,
+        "model": model,
+        "acquisition": f"{acq.kind} (beta={acq.beta}, xi={acq.xi}, batch q={acq.q}, prefilter={acq.prefilter})",
+        "initial design": f"{spec.initial.n} ({spec.initial.method})",
+        "budget": spec.stop.budget,
+        "rounds completed": int(run.rounds["finished"].notna().sum()) if "finished" in run.rounds else len(run.rounds),
+        "measurements (failed)": f"{len(m):,} ({int((~run.ok).sum())})",
+    }
+    if run.ok.any():
+        best = _best_index(run.values, run.goal)
+        items["best found"] = f"{run.values[best]:.6g} (id {m['id'].iloc[best]}, round {int(m['round'].iloc[best])})"
+    if run.all_values is not None and len(m):
+        finite = run.all_values[np.isfinite(run.all_values)]
+        for label, k in (("top-100", min(100, finite.size)), ("top-1%", top_fraction_k(finite.size))):
+            items[f"{label} recall"] = f"{top_k_recall(run.values, run.all_values, k, run.goal):.3f} (k = {k:,})"
+    if len(run.rounds) and "total_s" in run.rounds:
+        seconds = run.rounds["total_s"].dropna()
+        items["time per round (median / total)"] = f"{seconds.median():.2f} s / {seconds.sum() / 60:.1f} min"
+    if len(run.rounds) and "hyperparameters" in run.rounds:
+        last = run.rounds["hyperparameters"].iloc[-1]
+        items["last round's hyperparameters"] = ", ".join(
+            f"{k}={v:.4g}" if isinstance(v, (int, float)) else f"{k}={v}" for k, v in dict(last).items()
+        )
+    return markup.key_value_table(items)
+
+
+def _progress(run: _Run) -> str:
+    n0 = run.n_initial
+    parts = [_save(run, "best_so_far", figures.best_so_far_figure(run.values, run.all_values, run.goal, run.target, n0),
+                   "Best measured value against the number of measurements; grey: expected best of the same number of "
+                   "uniform random draws from the pool (exact, not simulated).")]
+    if run.all_values is None:
+        parts.append(markup.note(f"The pool has no '{run.target}' labels, so recall against random cannot be computed."))
+        return "".join(parts)
+    finite = int(np.isfinite(run.all_values).sum())
+    ks = {"top-100": min(100, finite), "top-1%": top_fraction_k(finite)}
+    parts.append(_save(run, "recall", figures.recall_figure(run.values, run.all_values, run.goal, ks, n0),
+                       "Fraction of the pool's true top-k found so far; grey: expected recall of uniform random sampling "
+                       "(n/N without ties)."))
+    return "".join(parts)
+
+
+def _fit(kind: str, options: dict, X: np.ndarray, y: np.ndarray):
+    return build_model(kind, **options).fit(X, y)
+
+
+def _model_sections(run: _Run) -> list[tuple[str, str, str]]:
+    """Parity of the refitted final model on unmeasured candidates, and the 2-D latent map."""
+    ok_rows = run.rows[run.ok]
+    if ok_rows.size < 3:
+        return [("model", "Model", markup.note("Fewer than 3 successful measurements: no model to show."))]
+    X_train, y_train = run.pool.X[ok_rows], run.values[run.ok]
+    model = _fit(run.spec.model.kind, run.spec.model.options(), X_train, y_train)
+    rng = np.random.default_rng(run.spec.seed)
+    unmeasured = np.setdiff1d(np.arange(len(run.pool)), run.rows)
+    if run.all_values is not None:
+        unmeasured = unmeasured[np.isfinite(run.all_values[unmeasured])]
+    sample = rng.permutation(unmeasured)[:PARITY_SAMPLE]
+    sections = []
+    mean, variance = model.predict(run.pool.X[sample]) if sample.size else (np.empty(0), np.empty(0))
+    if run.all_values is not None and sample.size >= 2:
+        stats = regression_summary(run.all_values[sample], mean, variance)
+        caption = (f"Model '{run.spec.model.kind}' refit on all {ok_rows.size} successful measurements, predicting "
+                   f"{sample.size:,} random unmeasured candidates. R² = {stats['r2']:.3f}, MAE = {stats['mae']:.4g}, "
+                   f"RMSE = {stats['rmse']:.4g}; {stats['coverage_1sd']:.1%} within ±1σ (ideal 68.3%), "
+                   f"{stats['coverage_2sd']:.1%} within ±2σ (ideal 95.4%).")
+        fig = figures.parity_figure(run.all_values[sample], mean, variance, stats, run.target)
+        sections.append(("parity", "Parity on unmeasured candidates", _save(run, "parity", fig, caption)))
+    sections.append(("latent", "Latent map", _latent(run, model, X_train, y_train, sample)))
+    return sections
+
+
+def _latent(run: _Run, model, X_train: np.ndarray, y_train: np.ndarray, sample: np.ndarray) -> str:
+    """The 2-D DKL latent space of the sample plus the measured points. Uses the campaign's own
+    model when it is a DKL with a 2-D latent; otherwise fits one only for this map."""
+    rows = np.concatenate([sample, run.rows[run.ok]])
+    X = run.pool.X[rows]
+    embeds_2d = hasattr(model, "embed") and model.embed(X[:1]).shape[1] == 2
+    if embeds_2d:
+        origin = f"the campaign's own model ('{run.spec.model.kind}', 2-D latent)"
+    else:
+        model = _fit("dkl", {"latent_dim": 2}, X_train, y_train)
+        origin = (f"a 2-D DKL fitted on the {y_train.size} measurements only for this map "
+                  f"(the campaign's model '{run.spec.model.kind}' has no 2-D latent space)")
+    latent = model.embed(X)
+    mean, variance = model.predict(X)
+    if run.all_values is not None:
+        colour, colour_label = run.all_values[rows], f"true {run.target}"
+    else:
+        colour, colour_label = mean, f"predicted {run.target}"
+    measured = np.arange(rows.size) >= sample.size
+    fig = figures.latent_figure(latent, colour, np.sqrt(np.clip(variance, 0, None)), measured, colour_label)
+    caption = (f"Latent coordinates from {origin}: {sample.size:,} random unmeasured candidates and the "
+               f"{int(measured.sum())} measured ones (red rings). Left: coloured by {colour_label}; right: predictive σ.")
+    return _save(run, "latent", fig, caption)
+
+
+def _best_table(run: _Run) -> str:
+    ok = run.measurements[run.ok].assign(_row=run.rows[run.ok])
+    best = ok.sort_values("value", ascending=run.goal == "minimize", kind="stable").head(BEST_ROWS)
+    frame = pd.DataFrame({
+        "rank": np.arange(1, len(best) + 1),
+        "id": best["id"].to_numpy(),
+        run.target: best["value"].to_numpy(dtype=float),
+        "round": best["round"].to_numpy(dtype=int),
+    })
+    if run.all_values is not None:
+        pool = run.all_values[np.isfinite(run.all_values)]
+        better = pool[None, :] > frame[run.target].to_numpy()[:, None]
+        if run.goal == "minimize":
+            better = pool[None, :] < frame[run.target].to_numpy()[:, None]
+        frame["rank in pool"] = better.sum(axis=1) + 1
+    raw_columns: list[str] = []
+    if "smiles" in run.pool.info:
+        smiles = run.pool.info["smiles"].to_numpy()[best["_row"].to_numpy()]
+        frame["smiles"] = smiles
+        frame["structure"] = [figures.molecule_svg(s) for s in smiles]
+        raw_columns.append("structure")
+    return markup.table(frame, raw_html_columns=raw_columns)
+
+
+__all__ = ["report_run"]

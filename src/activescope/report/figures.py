@@ -1,0 +1,199 @@
+"""Report figures: pure functions from arrays to matplotlib Figures.
+
+Figures are built with the object-oriented API (`matplotlib.figure.Figure`, rendered by Agg), so
+nothing here touches pyplot's global state and reports render headless. Axis labels carry the
+target column name, which for QM9 already names the unit (e.g. Dipole_debye).
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from scipy.stats import norm
+
+from ..metrics import Goal, best_so_far, random_best_expectation, random_recall_expectation, recall_curve
+
+CAMPAIGN_COLOR = "#1f5fa8"
+RANDOM_COLOR = "#888888"
+TIMING_PHASES = ("fit_s", "predict_s", "select_s", "measure_s")
+
+
+def figure_png(fig: Figure, dpi: int = 110) -> bytes:
+    """The figure as PNG bytes."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+    return buffer.getvalue()
+
+
+def _mark_initial_design(ax, n_initial: int) -> None:
+    if n_initial > 0:
+        ax.axvline(n_initial, color="k", lw=0.8, ls=":", label=f"end of initial design ({n_initial})")
+
+
+def best_so_far_figure(
+    values_in_order: np.ndarray, all_values: np.ndarray | None, goal: Goal, target: str, n_initial: int = 0
+) -> Figure:
+    """Best measured value against measurement count, with the exact random expectation when the
+    pool's true values are known and a dashed line at the pool's true best."""
+    fig = Figure(figsize=(6.0, 4.0))
+    ax = fig.add_subplot()
+    count = np.arange(1, len(values_in_order) + 1)
+    ax.plot(count, best_so_far(values_in_order, goal), color=CAMPAIGN_COLOR, lw=2, label="campaign")
+    if all_values is not None:
+        ax.plot(count, random_best_expectation(all_values, len(count), goal), color=RANDOM_COLOR, lw=1.5,
+                label="random sampling (exact expectation)")
+        pool_best = np.nanmax(all_values) if goal == "maximize" else np.nanmin(all_values)
+        ax.axhline(pool_best, color="k", lw=0.8, ls="--", label=f"pool best ({pool_best:.4g})")
+    _mark_initial_design(ax, n_initial)
+    ax.set_xlabel("measurements")
+    ax.set_ylabel(f"best {target} so far")
+    ax.set_title(f"Best so far ({goal})")
+    ax.legend(loc="lower right" if goal == "maximize" else "upper right", fontsize=8)
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def recall_figure(
+    values_in_order: np.ndarray, all_values: np.ndarray, goal: Goal, ks: dict[str, int], n_initial: int = 0
+) -> Figure:
+    """Top-k recall against measurement count, one panel per k (label → k), each with the exact
+    random-sampling expectation."""
+    fig = Figure(figsize=(5.0 * len(ks), 4.0))
+    axes = fig.subplots(1, len(ks), squeeze=False)[0]
+    count = np.arange(1, len(values_in_order) + 1)
+    for ax, (label, k) in zip(axes, ks.items()):
+        ax.plot(count, recall_curve(values_in_order, all_values, k, goal), color=CAMPAIGN_COLOR, lw=2,
+                label="campaign")
+        ax.plot(count, random_recall_expectation(all_values, k, len(count), goal), color=RANDOM_COLOR, lw=1.5,
+                label="random sampling (exact expectation)")
+        _mark_initial_design(ax, n_initial)
+        ax.set_ylim(0, 1.02)
+        ax.set_xlabel("measurements")
+        ax.set_ylabel("recall")
+        ax.set_title(f"{label} recall (k = {k:,})")
+        ax.legend(loc="upper left", fontsize=8)
+        ax.grid(alpha=0.3)
+    return fig
+
+
+def parity_figure(y_true: np.ndarray, mean: np.ndarray, variance: np.ndarray, stats: dict[str, float], target: str) -> Figure:
+    """Left: predicted vs true values with ±2σ bars on a readable subsample; right: calibration,
+    the observed fraction of true values inside the central p-interval of the predicted Gaussian."""
+    fig = Figure(figsize=(10.0, 4.4))
+    ax, cal = fig.subplots(1, 2)
+    sd = np.sqrt(np.clip(variance, 0, None))
+    ax.scatter(y_true, mean, s=5, alpha=0.35, color=CAMPAIGN_COLOR, lw=0, label="unmeasured candidates")
+    shown = np.random.default_rng(0).permutation(len(y_true))[:150]
+    ax.errorbar(y_true[shown], mean[shown], yerr=2 * sd[shown], fmt="none", ecolor=CAMPAIGN_COLOR, alpha=0.3,
+                lw=0.6, label="±2σ (150 shown)")
+    lo, hi = np.nanmin([y_true.min(), mean.min()]), np.nanmax([y_true.max(), mean.max()])
+    ax.plot([lo, hi], [lo, hi], color="k", lw=0.8, label="y = x")
+    ax.set_xlabel(f"true {target}")
+    ax.set_ylabel(f"predicted {target}")
+    ax.set_title(f"R² = {stats['r2']:.3f}   MAE = {stats['mae']:.3g}   n = {len(y_true):,}")
+    ax.legend(loc="upper left", fontsize=8)
+    ax.grid(alpha=0.3)
+    nominal = np.linspace(0.0, 1.0, 41)
+    z = np.abs(mean - y_true) / np.where(sd > 0, sd, np.finfo(float).tiny)
+    observed = (z[None, :] <= norm.ppf(0.5 + nominal / 2)[:, None]).mean(axis=1)
+    cal.plot(nominal, observed, color=CAMPAIGN_COLOR, lw=2, label="model")
+    cal.plot([0, 1], [0, 1], color="k", lw=0.8, label="perfectly calibrated")
+    cal.set_xlabel("nominal coverage of central interval")
+    cal.set_ylabel("observed coverage")
+    cal.set_title(f"Calibration: {stats['coverage_2sd']:.1%} within ±2σ (ideal 95.4%)")
+    cal.legend(loc="upper left", fontsize=8)
+    cal.grid(alpha=0.3)
+    return fig
+
+
+def latent_figure(
+    latent: np.ndarray, colour: np.ndarray, sd: np.ndarray, measured: np.ndarray, colour_label: str
+) -> Figure:
+    """2-D latent map: left coloured by `colour` (the target), right by predictive σ; measured
+    points are outlined in both panels."""
+    fig = Figure(figsize=(11.0, 4.6))
+    axes = fig.subplots(1, 2)
+    for ax, values, label, cmap in ((axes[0], colour, colour_label, "viridis"),
+                                    (axes[1], sd, "predictive σ", "magma")):
+        order = np.argsort(values)
+        points = ax.scatter(latent[order, 0], latent[order, 1], c=values[order], s=6, cmap=cmap, lw=0)
+        ax.scatter(latent[measured, 0], latent[measured, 1], s=22, facecolors="none", edgecolors="red", lw=0.8,
+                   label="measured")
+        fig.colorbar(points, ax=ax, label=label)
+        ax.set_xlabel("latent 1")
+        ax.set_ylabel("latent 2")
+        ax.legend(loc="best", fontsize=8)
+    axes[0].set_title(f"Latent space coloured by {colour_label}")
+    axes[1].set_title("Predictive uncertainty")
+    return fig
+
+
+def timings_figure(rounds: pd.DataFrame) -> Figure:
+    """Wall seconds per round, stacked by phase (fit, predict, select, measure)."""
+    fig = Figure(figsize=(7.0, 3.6))
+    ax = fig.add_subplot()
+    bottom = np.zeros(len(rounds))
+    for phase in TIMING_PHASES:
+        if phase in rounds:
+            seconds = rounds[phase].fillna(0).to_numpy(dtype=float)
+            ax.bar(rounds["round"], seconds, bottom=bottom, label=phase.removesuffix("_s"), width=0.8)
+            bottom += seconds
+    ax.set_xlabel("round")
+    ax.set_ylabel("wall time (s)")
+    ax.set_title("Time per round")
+    ax.legend(fontsize=8, ncols=4)
+    ax.grid(alpha=0.3, axis="y")
+    return fig
+
+
+def strategy_recall_figure(
+    curves: dict[str, dict[str, np.ndarray]], random_curves: dict[str, np.ndarray], n_initial: int
+) -> Figure:
+    """Benchmark comparison, one panel per recall measure (e.g. "top-100"): mean recall over seeds
+    per strategy with a ±1 sd band, against the exact random expectation.
+
+    curves maps measure → strategy → (seeds, measurements) array; random_curves maps measure →
+    expected recall per measurement count.
+    """
+    fig = Figure(figsize=(5.5 * len(curves), 4.2))
+    axes = fig.subplots(1, len(curves), squeeze=False)[0]
+    for ax, (measure, by_strategy) in zip(axes, curves.items()):
+        for strategy, runs in by_strategy.items():
+            count = np.arange(1, runs.shape[1] + 1)
+            mean, sd = runs.mean(axis=0), runs.std(axis=0)
+            (line,) = ax.plot(count, mean, lw=1.8, label=f"{strategy} ({runs.shape[0]} seeds)")
+            ax.fill_between(count, mean - sd, mean + sd, color=line.get_color(), alpha=0.15, lw=0)
+        baseline = random_curves[measure]
+        ax.plot(np.arange(1, baseline.size + 1), baseline, color=RANDOM_COLOR, ls="--", lw=1.5,
+                label="random (exact expectation)")
+        _mark_initial_design(ax, n_initial)
+        ax.set_ylim(0, 1.02)
+        ax.set_xlabel("measurements")
+        ax.set_ylabel("recall (mean ± sd over seeds)")
+        ax.set_title(f"{measure} recall")
+        ax.legend(loc="upper left", fontsize=8)
+        ax.grid(alpha=0.3)
+    return fig
+
+
+def molecule_svg(smiles: str, width: int = 200, height: int = 140) -> str | None:
+    """Inline SVG drawing of a molecule (no XML header), or None when the SMILES does not parse.
+
+    Chemistry-specific: reports call it only when the pool carries a `smiles` info column.
+    """
+    from rdkit import Chem, rdBase
+    from rdkit.Chem.Draw import rdMolDraw2D
+
+    with rdBase.BlockLogs():
+        mol = Chem.MolFromSmiles(smiles) if isinstance(smiles, str) else None
+    if mol is None:
+        return None
+    drawer = rdMolDraw2D.MolDraw2DSVG(width, height)
+    drawer.drawOptions().clearBackground = False
+    rdMolDraw2D.PrepareAndDrawMolecule(drawer, mol)
+    drawer.FinishDrawing()
+    svg = drawer.GetDrawingText()
+    return svg[svg.index("<svg") :]
