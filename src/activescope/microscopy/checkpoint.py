@@ -1,0 +1,108 @@
+"""Model checkpoints: safetensors weights with JSON metadata, never pickled objects.
+
+One ``.safetensors`` file holds one model or an ensemble (tensor names prefixed by the member
+index) and, in its header, a JSON ``ModelCard``: the network's registry name and keyword
+arguments, the atom classes, the pixel size, the training settings and the activescope
+version. Loading rebuilds the network from the registry and validates everything, so a
+checkpoint from an untrusted source can at worst fail with a ``DataError``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+import activescope
+from activescope.errors import ActivescopeError, DataError
+from activescope.microscopy.nets import UNet, build_network
+
+_METADATA_KEY = "activescope"
+
+
+@dataclass
+class ModelCard:
+    """What a checkpoint's networks are and how they were made.
+
+    ``classes`` names the atom classes in output-channel order 1..C-1 (channel 0 is
+    background); ``pixel_size`` is in angstrom per pixel (None when unknown).
+    """
+
+    architecture: str
+    architecture_kwargs: dict[str, Any]
+    classes: list[str]
+    pixel_size: float | None = None
+    training: dict[str, Any] = field(default_factory=dict)
+    n_members: int = 1
+    version: str = activescope.__version__
+
+    def build(self) -> UNet:
+        """A freshly initialised network of this card's architecture."""
+        return build_network(self.architecture, n_classes=len(self.classes) + 1,
+                             **self.architecture_kwargs)
+
+
+def save_checkpoint(path: str | Path, models: UNet | Sequence[UNet], card: ModelCard) -> Path:
+    """Write one model or an ensemble of same-architecture models to ``path``."""
+    members = [models] if isinstance(models, torch.nn.Module) else list(models)
+    card.n_members = len(members)
+    tensors = {
+        f"{index}.{name}": tensor.detach().cpu().clone().contiguous()
+        for index, member in enumerate(members)
+        for name, tensor in member.state_dict().items()
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(path), metadata={_METADATA_KEY: json.dumps(asdict(card))})
+    return path
+
+
+def read_card(path: str | Path) -> ModelCard:
+    """Read and validate only the metadata of a checkpoint."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"checkpoint {path} does not exist")
+    try:
+        with open(path, "rb") as handle:
+            header_size = int.from_bytes(handle.read(8), "little")
+            if not 0 < header_size < 100_000_000:
+                raise ValueError("bad header size")
+            header = json.loads(handle.read(header_size))
+        card = ModelCard(**json.loads(header["__metadata__"][_METADATA_KEY]))
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+        raise DataError(f"{path} is not an activescope checkpoint (safetensors with a "
+                        f"model card)") from None
+    return card
+
+
+def load_checkpoint(path: str | Path, classes: Sequence[str] | None = None,
+                    device: str | torch.device = "cpu") -> tuple[list[UNet], ModelCard]:
+    """Load every member of a checkpoint in eval mode, checking the classes when given.
+
+    Raises ``DataError`` when the file is not a valid checkpoint, when its weights do not fit
+    its architecture, or when ``classes`` differs from the checkpoint's atom classes.
+    """
+    card = read_card(path)
+    if classes is not None and list(classes) != list(card.classes):
+        raise DataError(f"model {path} was trained for classes {card.classes}, "
+                        f"not the requested {list(classes)}")
+    try:
+        tensors = load_file(str(path))
+        members = []
+        for index in range(card.n_members):
+            prefix = f"{index}."
+            state = {name[len(prefix):]: value for name, value in tensors.items()
+                     if name.startswith(prefix)}
+            model = card.build()
+            model.load_state_dict(state, strict=True)
+            members.append(model.to(device).eval())
+    except (SafetensorError, RuntimeError, ActivescopeError) as err:
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise DataError(f"checkpoint {path} is corrupt or does not match its architecture: "
+                        f"{first_line}") from None
+    return members, card
