@@ -189,8 +189,9 @@ class Campaign:
         size = self.spec.initial.n if round_ == 0 else self.spec.acquisition.q
         size = min(size, self.spec.stop.budget - len(selected), int(available.sum()))
         train_ids, train_y = self.store.training_data()
-        if round_ == 0 or train_y.size < 2:
-            rows = initial_design(self.pool.X, np.flatnonzero(available), size, self.spec.initial.method, rng)
+        if round_ == 0 or train_y.size < 2 or self.spec.acquisition.kind == "random":
+            method = self.spec.initial.method if round_ == 0 else "random"
+            rows = initial_design(self.pool.X, np.flatnonzero(available), size, method, rng)
             self.store.start_round(round_, self.pool.ids[rows])
             return
         _seed_torch(self.spec.seed * 100_003 + round_)

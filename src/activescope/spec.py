@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .errors import SpecError
 
-AcquisitionKind = Literal["ei", "logei", "ucb", "max_variance", "thompson", "greedy"]
+AcquisitionKind = Literal["ei", "logei", "ucb", "max_variance", "thompson", "greedy", "random"]
 
 
 class _Strict(BaseModel):
@@ -51,6 +51,8 @@ class ModelSpec(BaseModel):
 
 
 class AcquisitionSpec(_Strict):
+    """How the next batch is chosen. `random` draws uniformly without a model (the baseline)."""
+
     kind: AcquisitionKind = "ucb"
     beta: float = Field(2.0, ge=0, description="UCB exploration weight (mean + sqrt(beta) * std)")
     xi: float = Field(0.0, ge=0, description="EI improvement margin, in target units")

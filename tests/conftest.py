@@ -1,0 +1,46 @@
+"""Shared fixtures: a small, fast QM9 campaign spec and its pool (real data, cheap features)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import pytest
+import yaml
+
+SMALL_QM9 = {"source": "qm9", "subset": 600, "features": ["physics"]}
+
+
+@pytest.fixture
+def spec_dict() -> dict:
+    """A tiny dipole-maximisation campaign: 600 QM9 molecules, random forest, 60 measurements."""
+    return {
+        "name": "tiny",
+        "seed": 0,
+        "data": dict(SMALL_QM9),
+        "target": {"column": "Dipole_debye", "goal": "maximize"},
+        "model": {"kind": "rf"},
+        "acquisition": {"kind": "ucb", "q": 10},
+        "initial": {"n": 20},
+        "stop": {"budget": 60},
+    }
+
+
+@pytest.fixture
+def write_spec(tmp_path: Path) -> Callable[..., Path]:
+    """Write a spec mapping as YAML under tmp_path and return the file's path."""
+
+    def write(spec: dict, name: str = "spec.yaml") -> Path:
+        path = tmp_path / name
+        path.write_text(yaml.safe_dump(spec, sort_keys=False))
+        return path
+
+    return write
+
+
+@pytest.fixture(scope="session")
+def small_pool():
+    """The SMALL_QM9 pool, built once per test session."""
+    from activescope.sources import build_pool
+
+    return build_pool(**SMALL_QM9)
