@@ -22,12 +22,14 @@ import math
 from typing import Literal
 
 import numpy as np
+import pandas as pd
 from scipy.special import gammaln
 from scipy.stats import hypergeom
 
 from .errors import DataError
 
 Goal = Literal["maximize", "minimize"]
+ROUND_PHASES = ("fit_s", "predict_s", "select_s", "measure_s")
 
 
 def _oriented(values: np.ndarray, goal: Goal) -> np.ndarray:
@@ -169,3 +171,11 @@ def regression_summary(y_true: np.ndarray, mean: np.ndarray, variance: np.ndarra
         "coverage_2sd": float(np.mean(z <= 2.0)),
         "mean_sd": float(np.mean(sd)),
     }
+
+
+def round_seconds(rounds: pd.DataFrame) -> np.ndarray:
+    """Working seconds of each round of a run record: fit + predict + select + measure (phases a
+    round did not have count as 0). Unlike wall-clock start→finish, this excludes time spent
+    waiting for an ask/tell lab."""
+    phases = [rounds[p].to_numpy(dtype=float) for p in ROUND_PHASES if p in rounds]
+    return np.nansum(phases, axis=0) if phases else np.zeros(len(rounds))

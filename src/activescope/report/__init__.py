@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from ..metrics import regression_summary, top_fraction_k, top_k_recall
+from ..metrics import regression_summary, round_seconds, top_fraction_k, top_k_recall
 from ..models import build_model
 from ..pool import Pool
 from ..spec import CampaignSpec
@@ -38,7 +38,6 @@ class _Run:
     rounds: pd.DataFrame
     rows: np.ndarray
     all_values: np.ndarray | None
-    model: object | None
     artifacts: Path
 
     @property
@@ -62,11 +61,14 @@ class _Run:
         return int((self.measurements["round"] == 0).sum())
 
 
-def report_run(run_dir: str | Path) -> Path:
-    """Write `<run_dir>/artifacts/report.html` (and the figures as PNG there); return its path."""
+def report_run(run_dir: str | Path, pool: Pool | None = None) -> Path:
+    """Write `<run_dir>/artifacts/report.html` (and the figures as PNG there); return its path.
+
+    `pool`, when given, is the run's pool already in memory (otherwise it is rebuilt from the spec).
+    """
     from ..campaign import Campaign
 
-    campaign = Campaign.open(run_dir)
+    campaign = Campaign.open(run_dir, pool=pool)
     spec, pool = campaign.spec, campaign.pool
     measurements = campaign.store.measurements().reset_index(drop=True)
     labels = pool.labels
@@ -78,7 +80,6 @@ def report_run(run_dir: str | Path) -> Path:
         rounds=campaign.store.rounds(),
         rows=pool.index_of(measurements["id"].tolist()),
         all_values=all_values,
-        model=getattr(campaign, "model", None),
         artifacts=Path(campaign.store.artifacts),
     )
     run.artifacts.mkdir(parents=True, exist_ok=True)
@@ -89,7 +90,7 @@ def report_run(run_dir: str | Path) -> Path:
         sections.append(("best", f"Best {BEST_ROWS} candidates found", _best_table(run)))
     if len(run.rounds):
         sections.append(("timings", "Timings", _save(run, "timings", figures.timings_figure(run.rounds),
-                                                      "Wall seconds per round, stacked by phase.")))
+                                                      "Working seconds per round, stacked by phase (round 0 is the initial design).")))
     subtitle = f"activescope report for run directory {Path(run_dir).resolve()} — generated {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
     path = run.artifacts / REPORT_NAME
     path.write_text(markup.page(f"Campaign report: {spec.name}", subtitle, sections), encoding="utf-8")
@@ -130,15 +131,19 @@ def _summary(run: _Run) -> str:
         finite = run.all_values[np.isfinite(run.all_values)]
         for label, k in (("top-100", min(100, finite.size)), ("top-1%", top_fraction_k(finite.size))):
             items[f"{label} recall"] = f"{top_k_recall(run.values, run.all_values, k, run.goal):.3f} (k = {k:,})"
-    if len(run.rounds) and "total_s" in run.rounds:
-        seconds = run.rounds["total_s"].dropna()
-        items["time per round (median / total)"] = f"{seconds.median():.2f} s / {seconds.sum() / 60:.1f} min"
+    if len(run.rounds):
+        seconds = round_seconds(run.rounds)
+        items["time per round (median / total)"] = f"{np.median(seconds):.2f} s / {_duration(seconds.sum())}"
     if len(run.rounds) and "hyperparameters" in run.rounds:
         last = run.rounds["hyperparameters"].iloc[-1]
         items["last round's hyperparameters"] = ", ".join(
             f"{k}={v:.4g}" if isinstance(v, (int, float)) else f"{k}={v}" for k, v in dict(last).items()
         )
     return markup.key_value_table(items)
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
 
 
 def _progress(run: _Run) -> str:

@@ -14,11 +14,10 @@ import pandas as pd
 from matplotlib.figure import Figure
 from scipy.stats import norm
 
-from ..metrics import Goal, best_so_far, random_best_expectation, random_recall_expectation, recall_curve
+from ..metrics import ROUND_PHASES, Goal, best_so_far, random_best_expectation, random_recall_expectation, recall_curve
 
 CAMPAIGN_COLOR = "#1f5fa8"
 RANDOM_COLOR = "#888888"
-TIMING_PHASES = ("fit_s", "predict_s", "select_s", "measure_s")
 
 
 def figure_png(fig: Figure, dpi: int = 110) -> bytes:
@@ -136,7 +135,7 @@ def timings_figure(rounds: pd.DataFrame) -> Figure:
     fig = Figure(figsize=(7.0, 3.6))
     ax = fig.add_subplot()
     bottom = np.zeros(len(rounds))
-    for phase in TIMING_PHASES:
+    for phase in ROUND_PHASES:
         if phase in rounds:
             seconds = rounds[phase].fillna(0).to_numpy(dtype=float)
             ax.bar(rounds["round"], seconds, bottom=bottom, label=phase.removesuffix("_s"), width=0.8)

@@ -1,0 +1,285 @@
+"""Strategy benchmark: run a matrix of strategies × seeds on one pool and compare their recall.
+
+A strategy is a dict of overrides of the base spec's sections, e.g.
+`{"model": {"kind": "rf"}, "acquisition": {"kind": "greedy"}}`. Sections are merged key by key
+into the base spec, except `model`, which is replaced whole when it names a different kind (the
+old kind's options would not fit the new model). Pools are built once per distinct data section
+and shared by every run that uses it. Each run is a real Campaign in its own run directory
+(`<out>/<strategy>/seed<k>`), so an interrupted benchmark resumes where it stopped.
+
+`random` is not a model: it draws the budget uniformly without replacement (seeded) and is
+reported both as sampled runs and by its exact expectation (`activescope.metrics`).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .errors import DataError, SpecError
+from .metrics import (
+    best_so_far,
+    random_best_expectation,
+    random_recall_expectation,
+    recall_curve,
+    round_seconds,
+    top_fraction_k,
+)
+from .pool import Pool
+from .spec import CampaignSpec, load_spec, parse_spec
+
+DEFAULT_PRESET = "qm9-dipole"
+RANDOM = "random"
+HEADLINE_PROTOCOL: dict[str, Any] = {
+    "name": "qm9-dipole-bench",
+    "target": {"column": "Dipole_debye", "goal": "maximize"},
+    "initial": {"n": 50, "method": "random"},
+    "acquisition": {"q": 10},
+    "stop": {"budget": 500, "max_rounds": None, "target_value": None},
+}
+
+# The default strategy, kept as one dict so it is easy to tune.
+DEFAULT_STRATEGY: dict[str, Any] = {"model": {"kind": "dkl"}, "acquisition": {"kind": "ucb", "beta": 2.0}}
+
+
+def default_strategies() -> dict[str, dict[str, Any]]:
+    """The benchmark matrix: name → overrides of the base spec."""
+    return {
+        "default": DEFAULT_STRATEGY,
+        "gp-logei": {"model": {"kind": "gp"}, "acquisition": {"kind": "logei"}},
+        "rf-greedy-morgan": {
+            "data": {"features": [{"kind": "morgan", "radius": 2, "n_bits": 2048}]},
+            "model": {"kind": "rf"},
+            "acquisition": {"kind": "greedy"},
+        },
+        "rf-ucb": {"model": {"kind": "rf"}, "acquisition": {"kind": "ucb", "beta": 2.0}},
+        RANDOM: {"acquisition": {"kind": RANDOM}},
+    }
+
+
+def strategy_spec(base: CampaignSpec, name: str, overrides: dict[str, Any], seed: int) -> dict[str, Any]:
+    """The spec mapping of one run: base spec + overrides, with the run's seed and name."""
+    merged = base.model_dump(mode="json")
+    for section, values in overrides.items():
+        if not isinstance(values, dict) or not isinstance(merged.get(section), dict):
+            raise SpecError(f"strategy {name!r}: section {section!r} must be a mapping of spec options")
+        replace = section == "model" and values.get("kind", merged[section]["kind"]) != merged[section]["kind"]
+        merged[section] = copy.deepcopy(values) if replace else {**merged[section], **copy.deepcopy(values)}
+    merged["seed"] = seed
+    merged["name"] = f"{base.name}-{name}-seed{seed}"
+    return merged
+
+
+def _is_random(spec_map: dict[str, Any]) -> bool:
+    return spec_map["acquisition"].get("kind") == RANDOM
+
+
+class _Pools:
+    """Builds each distinct data section's pool once."""
+
+    def __init__(self, first: tuple[dict[str, Any], Pool] | None = None) -> None:
+        self._pools: dict[str, Pool] = {}
+        if first is not None:
+            self._pools[json.dumps(first[0], sort_keys=True)] = first[1]
+
+    def get(self, data: dict[str, Any]) -> Pool:
+        key = json.dumps(data, sort_keys=True)
+        if key not in self._pools:
+            from .sources import build_pool
+
+            options = {k: v for k, v in data.items() if k != "source"}
+            self._pools[key] = build_pool(data["source"], **options)
+        return self._pools[key]
+
+
+def _labels(pool: Pool, spec: CampaignSpec) -> np.ndarray:
+    column = spec.target.column
+    if column not in pool.labels.columns:
+        raise DataError(f"benchmarks need known values: the pool has no label column {column!r}")
+    return pool.labels[column].to_numpy(dtype=float)
+
+
+def _random_run(pool: Pool, spec_map: dict[str, Any], all_values: np.ndarray) -> tuple[np.ndarray, float]:
+    """Uniform draws without replacement: the measured values in order, and wall seconds."""
+    start = time.perf_counter()
+    budget = spec_map["stop"]["budget"]
+    if budget > len(pool):
+        raise SpecError(f"stop.budget ({budget}) is larger than the pool ({len(pool)} candidates)")
+    rows = np.random.default_rng([spec_map["seed"], 0]).choice(len(pool), size=budget, replace=False)
+    return all_values[rows], time.perf_counter() - start
+
+
+def _campaign_run(pool: Pool, spec_map: dict[str, Any], run_dir: Path) -> tuple[np.ndarray, float, float]:
+    """Run (or resume) one campaign: measured values in order, total and median per-round seconds."""
+    from .campaign import Campaign
+
+    campaign = Campaign.create_or_open(run_dir, parse_spec(spec_map, origin=spec_map["name"]), pool)
+    campaign.run(progress=False)
+    rounds = campaign.store.rounds()
+    values = campaign.store.measurements()["value"].to_numpy(dtype=float)
+    campaign.store.close()
+    seconds = round_seconds(rounds)
+    model_rounds = seconds[rounds["round"].to_numpy() > 0]
+    return values, float(seconds.sum()), float(np.median(model_rounds)) if model_rounds.size else 0.0
+
+
+def run_bench(
+    spec: CampaignSpec,
+    strategies: dict[str, dict[str, Any]],
+    seeds: list[int],
+    out_dir: Path,
+    progress: bool = True,
+    pool: Pool | None = None,
+) -> pd.DataFrame:
+    """Run every strategy × seed and write results.csv, curves.csv, results.md and bench.png to
+    `out_dir`; return the per-run results (one row per strategy and seed).
+
+    `pool`, when given, is used for the base spec's data section instead of building it.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if not strategies or not seeds:
+        raise SpecError("a benchmark needs at least one strategy and one seed")
+    base_data = spec.model_dump(mode="json")["data"]
+    pools = _Pools((base_data, pool) if pool is not None else None)
+    goal = spec.target.goal
+    rows, curves = [], []
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, disable=not progress) as bar:
+        task = bar.add_task("benchmark", total=len(strategies) * len(seeds))
+        for name, overrides in strategies.items():
+            for seed in seeds:
+                bar.update(task, description=f"{name} · seed {seed}")
+                spec_map = strategy_spec(spec, name, overrides, seed)
+                run_pool = pools.get(spec_map["data"])
+                all_values = _labels(run_pool, spec)
+                run_dir = out_dir / name / f"seed{seed}"
+                if _is_random(spec_map):
+                    values, total_s = _random_run(run_pool, spec_map, all_values)
+                    round_s = 0.0
+                else:
+                    values, total_s, round_s = _campaign_run(run_pool, spec_map, run_dir)
+                curve = _curves(values, all_values, goal)
+                curves.append(curve.assign(strategy=name, seed=seed))
+                last = curve.iloc[-1]
+                rows.append({
+                    "strategy": name, "seed": seed, "n_measured": len(values),
+                    "top100_recall": last["top100_recall"], "top1pct_recall": last["top1pct_recall"],
+                    "best_value": last["best"], "median_round_s": round_s, "total_s": total_s,
+                    "run_dir": "" if _is_random(spec_map) else str(run_dir),
+                })
+                bar.advance(task)
+    results = pd.DataFrame(rows)
+    curve_table = pd.concat(curves, ignore_index=True)
+    results.to_csv(out_dir / "results.csv", index=False)
+    curve_table.to_csv(out_dir / "curves.csv", index=False)
+    reference = _labels(pools.get(base_data), spec)
+    (out_dir / "results.md").write_text(results_markdown(results, spec, reference), encoding="utf-8")
+    _write_figure(curve_table, reference, spec, out_dir / "bench.png")
+    return results
+
+
+def _curves(values: np.ndarray, all_values: np.ndarray, goal: str) -> pd.DataFrame:
+    """Per-measurement recall and best-so-far of one run."""
+    finite = int(np.isfinite(all_values).sum())
+    return pd.DataFrame({
+        "measurement": np.arange(1, len(values) + 1),
+        "top100_recall": recall_curve(values, all_values, min(100, finite), goal),
+        "top1pct_recall": recall_curve(values, all_values, top_fraction_k(finite), goal),
+        "best": best_so_far(values, goal),
+    })
+
+
+def _mean_sd(series: pd.Series, fmt: str) -> str:
+    sd = series.std(ddof=1) if len(series) > 1 else 0.0
+    return f"{series.mean():{fmt}} ± {sd:{fmt}}"
+
+
+def results_markdown(results: pd.DataFrame, spec: CampaignSpec, all_values: np.ndarray) -> str:
+    """The summary table (mean ± sd over seeds) with the exact random expectation as last row."""
+    finite = int(np.isfinite(all_values).sum())
+    budget = int(results["n_measured"].max())
+    lines = [
+        f"# Benchmark: {spec.target.goal} {spec.target.column}",
+        "",
+        f"Pool {finite:,} candidates ({spec.data.source}); {spec.initial.n} initial ({spec.initial.method}), "
+        f"batches of {spec.acquisition.q}, {budget} measurements per run. Recall: fraction of the pool's true "
+        f"top-100 / top-1% ({top_fraction_k(finite):,}) found. Mean ± sd over seeds.",
+        "",
+        "| strategy | seeds | top-100 recall | top-1% recall | best value | median s/round | total min |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, runs in results.groupby("strategy", sort=False):
+        lines.append(
+            f"| {name} | {len(runs)} | {_mean_sd(runs['top100_recall'], '.3f')} | {_mean_sd(runs['top1pct_recall'], '.3f')} | "
+            f"{_mean_sd(runs['best_value'], '.4g')} | {runs['median_round_s'].median():.2f} | {runs['total_s'].sum() / 60:.1f} |"
+        )
+    top100 = random_recall_expectation(all_values, min(100, finite), budget, spec.target.goal)[-1]
+    top1 = random_recall_expectation(all_values, top_fraction_k(finite), budget, spec.target.goal)[-1]
+    best = random_best_expectation(all_values, budget, spec.target.goal)[-1]
+    lines.append(f"| random (exact expectation) | – | {top100:.3f} | {top1:.3f} | {best:.4g} | – | – |")
+    return "\n".join(lines) + "\n"
+
+
+def _write_figure(curves: pd.DataFrame, all_values: np.ndarray, spec: CampaignSpec, path: Path) -> None:
+    from .report.figures import figure_png, strategy_recall_figure
+
+    finite = int(np.isfinite(all_values).sum())
+    budget = int(curves["measurement"].max())
+    by_measure: dict[str, dict[str, np.ndarray]] = {"top-100": {}, "top-1%": {}}
+    for (name, _), runs in curves.groupby(["strategy", "seed"], sort=False):
+        for measure, column in (("top-100", "top100_recall"), ("top-1%", "top1pct_recall")):
+            by_measure[measure].setdefault(name, []).append(runs[column].to_numpy())
+    stacked = {
+        m: {name: _stack(arrays, budget) for name, arrays in per.items()} for m, per in by_measure.items()
+    }
+    random_curves = {
+        "top-100": random_recall_expectation(all_values, min(100, finite), budget, spec.target.goal),
+        "top-1%": random_recall_expectation(all_values, top_fraction_k(finite), budget, spec.target.goal),
+    }
+    path.write_bytes(figure_png(strategy_recall_figure(stacked, random_curves, spec.initial.n)))
+
+
+def _stack(arrays: list[np.ndarray], length: int) -> np.ndarray:
+    """(runs, length) array; a run that stopped early keeps its last recall."""
+    out = np.empty((len(arrays), length))
+    for i, curve in enumerate(arrays):
+        out[i, : curve.size] = curve
+        out[i, curve.size :] = curve[-1] if curve.size else 0.0
+    return out
+
+
+def headline_spec() -> CampaignSpec:
+    """The headline protocol on top of the default preset: full QM9 pool, 50 random initial
+    molecules, 45 rounds of 10 (500 measurements), Dipole_debye maximised."""
+    import yaml
+
+    preset = resources.files("activescope").joinpath("presets", f"{DEFAULT_PRESET}.yaml")
+    base = yaml.safe_load(preset.read_text()) if preset.is_file() else {}
+    merged = {**base, **{k: {**base.get(k, {}), **v} if isinstance(v, dict) else v for k, v in HEADLINE_PROTOCOL.items()}}
+    return parse_spec(merged, origin="headline benchmark protocol")
+
+
+def bench_main(spec_path: Path | None, strategies: list[str] | None, seeds: int, out_dir: Path) -> str:
+    """CLI entry: run the named strategies of `default_strategies()` (all when None) with seeds
+    0..seeds-1 on the spec at `spec_path` (default: `headline_spec()`); return results.md's text."""
+    spec = load_spec(spec_path) if spec_path is not None else headline_spec()
+    matrix = default_strategies()
+    if strategies:
+        unknown = [s for s in strategies if s not in matrix]
+        if unknown:
+            raise SpecError(f"unknown strategy {unknown[0]!r}; choose from {', '.join(matrix)}")
+        matrix = {name: matrix[name] for name in strategies}
+    if seeds < 1:
+        raise SpecError(f"--seeds must be at least 1, got {seeds}")
+    run_bench(spec, matrix, list(range(seeds)), out_dir)
+    return (Path(out_dir) / "results.md").read_text() + f"\nwritten to {Path(out_dir).resolve()}\n"
