@@ -70,6 +70,19 @@ def initial_design(X: np.ndarray, candidates: np.ndarray, n: int, method: str, r
     return sample[chosen]
 
 
+def build_surrogate(spec: CampaignSpec, pool: Pool):
+    """The spec's surrogate, told the pool's feature blocks (for its `columns` option)."""
+    from .models import build_model
+
+    try:
+        model = build_model(spec.model.kind, **spec.model.options())
+    except TypeError as err:
+        raise SpecError(f"model: invalid option for kind {spec.model.kind!r}: {err}") from None
+    if hasattr(model, "use_feature_blocks"):
+        model.use_feature_blocks(pool.feature_kinds)
+    return model
+
+
 def build_pool_for(spec: CampaignSpec) -> Pool:
     """The pool named by the spec's data section (features from the disk cache when present)."""
     from .sources import build_pool
@@ -85,7 +98,8 @@ class Campaign:
         self.spec = spec
         self.pool = pool
         self.oracle = build_oracle(spec.oracle, pool, spec.target)
-        self.model = None
+        self._surrogate = None if spec.acquisition.kind == "random" else build_surrogate(spec, pool)
+        self.model = None  # the surrogate once fitted (kept across rounds so models may warm-start)
         self._scalarize = build_scalarizer(spec.oracle.scalarizer) if spec.oracle.scalarizer else None
         self._sign = 1.0 if spec.target.goal == "maximize" else -1.0
 
@@ -94,6 +108,8 @@ class Campaign:
         if spec.stop.budget > len(pool):
             raise SpecError(f"stop.budget ({spec.stop.budget}) is larger than the pool ({len(pool)} candidates)")
         build_oracle(spec.oracle, pool, spec.target)
+        if spec.acquisition.kind != "random":
+            build_surrogate(spec, pool)
 
     @classmethod
     def create(cls, run_dir: str | Path, spec: CampaignSpec, pool: Pool | None = None) -> "Campaign":
@@ -180,7 +196,6 @@ class Campaign:
     def _select(self, round_: int) -> None:
         """Choose round `round_`'s batch and record it as pending (one transaction)."""
         from .acquisition import select_batch
-        from .models import build_model
 
         rng = np.random.default_rng([self.spec.seed, round_])
         selected = self.store.selected_ids()
@@ -197,8 +212,7 @@ class Campaign:
         _seed_torch(self.spec.seed * 100_003 + round_)
         t0 = time.perf_counter()
         y_model = self._sign * train_y
-        self.model = build_model(self.spec.model.kind, **self.spec.model.options())
-        self.model.fit(self.pool.X[self.pool.index_of(train_ids)], y_model)
+        self.model = self._surrogate.fit(self.pool.X[self.pool.index_of(train_ids)], y_model)
         t1 = time.perf_counter()
         acq = self.spec.acquisition.model_copy(update={"q": size})
         chosen = select_batch(self.model, self.pool.X, available, y_model, acq, rng)

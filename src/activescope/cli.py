@@ -138,7 +138,7 @@ def _finish(campaign: "Campaign", progress: bool, report: bool) -> None:
     if campaign.oracle.interactive and campaign.store.open_round() is not None:
         path = campaign.suggest()
         typer.echo(f"suggestions: {path}\nmeasure them, fill in `value`, then: activescope tell {campaign.store.run_dir} {path}")
-    if report:
+    if report and summary.n_measured > 0:
         from .report import report_run
 
         typer.echo(f"report: {report_run(campaign.store.run_dir)}")

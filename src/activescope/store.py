@@ -129,12 +129,11 @@ class Store:
         run_dir = Path(run_dir)
         if not cls.exists(run_dir):
             raise RunStateError(f"no run record ({DB_NAME}) in {run_dir}")
-        conn = cls._connect(run_dir / DB_NAME)
         try:
-            conn.execute("SELECT value FROM meta WHERE key = 'goal'").fetchone()
-        except sqlite3.DatabaseError as err:
+            conn = cls._connect(run_dir / DB_NAME)
+            return cls(run_dir, conn)
+        except (sqlite3.DatabaseError, KeyError) as err:
             raise RunStateError(f"{run_dir / DB_NAME} is not a valid run record: {err}") from None
-        return cls(run_dir, conn)
 
     def close(self) -> None:
         self._conn.close()
