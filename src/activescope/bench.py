@@ -7,15 +7,14 @@ old kind's options would not fit the new model). Pools are built once per distin
 and shared by every run that uses it. Each run is a real Campaign in its own run directory
 (`<out>/<strategy>/seed<k>`), so an interrupted benchmark resumes where it stopped.
 
-`random` is not a model: it draws the budget uniformly without replacement (seeded) and is
-reported both as sampled runs and by its exact expectation (`activescope.metrics`).
+The `random` strategy (acquisition `kind: random`, no model) runs as a campaign like the others;
+results also list its exact expectation (`activescope.metrics`), which needs no sampling.
 """
 
 from __future__ import annotations
 
 import copy
 import json
-import time
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -36,7 +35,6 @@ from .pool import Pool
 from .spec import CampaignSpec, load_spec, parse_spec
 
 DEFAULT_PRESET = "qm9-dipole"
-RANDOM = "random"
 HEADLINE_PROTOCOL: dict[str, Any] = {
     "name": "qm9-dipole-bench",
     "target": {"column": "Dipole_debye", "goal": "maximize"},
@@ -60,7 +58,7 @@ def default_strategies() -> dict[str, dict[str, Any]]:
             "acquisition": {"kind": "greedy"},
         },
         "rf-ucb": {"model": {"kind": "rf"}, "acquisition": {"kind": "ucb", "beta": 2.0}},
-        RANDOM: {"acquisition": {"kind": RANDOM}},
+        "random": {"acquisition": {"kind": "random"}},
     }
 
 
@@ -75,10 +73,6 @@ def strategy_spec(base: CampaignSpec, name: str, overrides: dict[str, Any], seed
     merged["seed"] = seed
     merged["name"] = f"{base.name}-{name}-seed{seed}"
     return merged
-
-
-def _is_random(spec_map: dict[str, Any]) -> bool:
-    return spec_map["acquisition"].get("kind") == RANDOM
 
 
 class _Pools:
@@ -104,16 +98,6 @@ def _labels(pool: Pool, spec: CampaignSpec) -> np.ndarray:
     if column not in pool.labels.columns:
         raise DataError(f"benchmarks need known values: the pool has no label column {column!r}")
     return pool.labels[column].to_numpy(dtype=float)
-
-
-def _random_run(pool: Pool, spec_map: dict[str, Any], all_values: np.ndarray) -> tuple[np.ndarray, float]:
-    """Uniform draws without replacement: the measured values in order, and wall seconds."""
-    start = time.perf_counter()
-    budget = spec_map["stop"]["budget"]
-    if budget > len(pool):
-        raise SpecError(f"stop.budget ({budget}) is larger than the pool ({len(pool)} candidates)")
-    rows = np.random.default_rng([spec_map["seed"], 0]).choice(len(pool), size=budget, replace=False)
-    return all_values[rows], time.perf_counter() - start
 
 
 def _campaign_run(pool: Pool, spec_map: dict[str, Any], run_dir: Path) -> tuple[np.ndarray, float, float]:
@@ -163,11 +147,7 @@ def run_bench(
                 run_pool = pools.get(spec_map["data"])
                 all_values = _labels(run_pool, spec)
                 run_dir = out_dir / name / f"seed{seed}"
-                if _is_random(spec_map):
-                    values, total_s = _random_run(run_pool, spec_map, all_values)
-                    round_s = 0.0
-                else:
-                    values, total_s, round_s = _campaign_run(run_pool, spec_map, run_dir)
+                values, total_s, round_s = _campaign_run(run_pool, spec_map, run_dir)
                 curve = _curves(values, all_values, goal)
                 curves.append(curve.assign(strategy=name, seed=seed))
                 last = curve.iloc[-1]
@@ -175,7 +155,7 @@ def run_bench(
                     "strategy": name, "seed": seed, "n_measured": len(values),
                     "top100_recall": last["top100_recall"], "top1pct_recall": last["top1pct_recall"],
                     "best_value": last["best"], "median_round_s": round_s, "total_s": total_s,
-                    "run_dir": "" if _is_random(spec_map) else str(run_dir),
+                    "run_dir": str(run_dir),
                 })
                 bar.advance(task)
     results = pd.DataFrame(rows)
@@ -221,7 +201,7 @@ def results_markdown(results: pd.DataFrame, spec: CampaignSpec, all_values: np.n
     for name, runs in results.groupby("strategy", sort=False):
         lines.append(
             f"| {name} | {len(runs)} | {_mean_sd(runs['top100_recall'], '.3f')} | {_mean_sd(runs['top1pct_recall'], '.3f')} | "
-            f"{_mean_sd(runs['best_value'], '.4g')} | {runs['median_round_s'].median():.2f} | {runs['total_s'].sum() / 60:.1f} |"
+            f"{_mean_sd(runs['best_value'], '.4g')} | {runs['median_round_s'].median():.2f} | {runs['total_s'].sum() / 60:.2f} |"
         )
     top100 = random_recall_expectation(all_values, min(100, finite), budget, spec.target.goal)[-1]
     top1 = random_recall_expectation(all_values, top_fraction_k(finite), budget, spec.target.goal)[-1]
@@ -264,9 +244,10 @@ def headline_spec() -> CampaignSpec:
     import yaml
 
     preset = resources.files("activescope").joinpath("presets", f"{DEFAULT_PRESET}.yaml")
-    base = yaml.safe_load(preset.read_text()) if preset.is_file() else {}
-    merged = {**base, **{k: {**base.get(k, {}), **v} if isinstance(v, dict) else v for k, v in HEADLINE_PROTOCOL.items()}}
-    return parse_spec(merged, origin="headline benchmark protocol")
+    spec = yaml.safe_load(preset.read_text())
+    for section, values in HEADLINE_PROTOCOL.items():
+        spec[section] = {**spec.get(section, {}), **values} if isinstance(values, dict) else values
+    return parse_spec(spec, origin="headline benchmark protocol")
 
 
 def bench_main(spec_path: Path | None, strategies: list[str] | None, seeds: int, out_dir: Path) -> str:

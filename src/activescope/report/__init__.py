@@ -17,9 +17,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from ..metrics import regression_summary, round_seconds, top_fraction_k, top_k_recall
-from ..models import build_model
 from ..pool import Pool
-from ..spec import CampaignSpec
+from ..spec import CampaignSpec, ModelSpec
 from . import figures
 from . import html as markup
 
@@ -162,8 +161,17 @@ def _progress(run: _Run) -> str:
     return "".join(parts)
 
 
-def _fit(kind: str, options: dict, X: np.ndarray, y: np.ndarray):
-    return build_model(kind, **options).fit(X, y)
+def _fit(spec: CampaignSpec, pool: Pool, X: np.ndarray, y: np.ndarray):
+    from ..campaign import build_surrogate
+
+    return build_surrogate(spec, pool).fit(X, y)
+
+
+def _map_spec(spec: CampaignSpec) -> CampaignSpec:
+    """The spec with its model swapped for a 2-D DKL on the same feature columns."""
+    columns = spec.model.options().get("columns")
+    model = ModelSpec(kind="dkl", latent_dim=2, **({"columns": columns} if columns else {}))
+    return spec.model_copy(update={"model": model})
 
 
 def _model_sections(run: _Run) -> list[tuple[str, str, str]]:
@@ -172,7 +180,7 @@ def _model_sections(run: _Run) -> list[tuple[str, str, str]]:
     if ok_rows.size < 3:
         return [("model", "Model", markup.note("Fewer than 3 successful measurements: no model to show."))]
     X_train, y_train = run.pool.X[ok_rows], run.values[run.ok]
-    model = _fit(run.spec.model.kind, run.spec.model.options(), X_train, y_train)
+    model = _fit(run.spec, run.pool, X_train, y_train)
     rng = np.random.default_rng(run.spec.seed)
     unmeasured = np.setdiff1d(np.arange(len(run.pool)), run.rows)
     if run.all_values is not None:
@@ -201,7 +209,7 @@ def _latent(run: _Run, model, X_train: np.ndarray, y_train: np.ndarray, sample: 
     if embeds_2d:
         origin = f"the campaign's own model ('{run.spec.model.kind}', 2-D latent)"
     else:
-        model = _fit("dkl", {"latent_dim": 2}, X_train, y_train)
+        model = _fit(_map_spec(run.spec), run.pool, X_train, y_train)
         origin = (f"a 2-D DKL fitted on the {y_train.size} measurements only for this map "
                   f"(the campaign's model '{run.spec.model.kind}' has no 2-D latent space)")
     latent = model.embed(X)
