@@ -1,0 +1,75 @@
+"""The strategy benchmark on a real QM9 subset: 2 strategies × 2 seeds, outputs and resume."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from activescope.bench import bench_main, default_strategies, run_bench, strategy_spec
+from activescope.errors import SpecError
+from activescope.metrics import top_k_recall
+from activescope.spec import parse_spec
+from activescope.store import Store
+
+STRATEGIES = {"rf-ucb": {"model": {"kind": "rf"}, "acquisition": {"kind": "ucb"}}, "random": {"acquisition": {"kind": "random"}}}
+
+
+@pytest.fixture
+def base_spec(spec_dict):
+    spec_dict["stop"]["budget"] = 40
+    return parse_spec(spec_dict)
+
+
+def test_run_bench_writes_results_for_every_strategy_and_seed(tmp_path, base_spec, small_pool):
+    results = run_bench(base_spec, STRATEGIES, [0, 1], tmp_path, progress=False, pool=small_pool)
+    assert list(zip(results["strategy"], results["seed"])) == [("rf-ucb", 0), ("rf-ucb", 1), ("random", 0), ("random", 1)]
+    assert (results["n_measured"] == 40).all()
+    saved = pd.read_csv(tmp_path / "results.csv")
+    pd.testing.assert_frame_equal(saved, results, check_dtype=False)
+    truth = small_pool.labels["Dipole_debye"].to_numpy()
+    for row in results.itertuples():
+        store = Store.open(row.run_dir)
+        values = store.measurements()["value"].to_numpy()
+        store.close()
+        assert row.top100_recall == pytest.approx(top_k_recall(values, truth, 100))
+        assert row.best_value == pytest.approx(values.max())
+    curves = pd.read_csv(tmp_path / "curves.csv")
+    assert len(curves) == 4 * 40
+    per_run = curves.groupby(["strategy", "seed"])
+    assert per_run["best"].apply(lambda s: s.is_monotonic_increasing).all()
+    assert per_run["top1pct_recall"].apply(lambda s: s.is_monotonic_increasing).all()
+    table = (tmp_path / "results.md").read_text().splitlines()
+    rows = [line for line in table if line.startswith("| ") and not line.startswith("| strategy")]
+    assert [r.split("|")[1].strip() for r in rows] == ["rf-ucb", "random", "random (exact expectation)"]
+    assert rows[2].split("|")[3].strip() == f"{40 / len(small_pool):.3f}"  # n/N
+    assert (tmp_path / "bench.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_rerun_resumes_finished_runs_without_new_measurements(tmp_path, base_spec, small_pool):
+    strategies = {"random": STRATEGIES["random"]}
+    first = run_bench(base_spec, strategies, [0], tmp_path, progress=False, pool=small_pool)
+    again = run_bench(base_spec, strategies, [0], tmp_path, progress=False, pool=small_pool)
+    pd.testing.assert_frame_equal(first.drop(columns="total_s"), again.drop(columns="total_s"))
+
+
+def test_strategy_overrides_merge_sections_and_replace_a_different_model(base_spec):
+    merged = strategy_spec(base_spec, "x", {"model": {"kind": "gp"}, "acquisition": {"kind": "logei"}}, seed=7)
+    assert merged["model"] == {"kind": "gp"}
+    assert merged["acquisition"]["kind"] == "logei" and merged["acquisition"]["q"] == 10
+    assert merged["seed"] == 7 and merged["name"] == "tiny-x-seed7"
+    with pytest.raises(SpecError, match="section 'model'"):
+        strategy_spec(base_spec, "bad", {"model": "rf"}, seed=0)
+
+
+def test_default_matrix_specs_are_valid(base_spec):
+    names = list(default_strategies())
+    assert names[0] == "default" and "random" in names and len(names) == 5
+    for name, overrides in default_strategies().items():
+        if "data" not in overrides:
+            parse_spec(strategy_spec(base_spec, name, overrides, seed=0))
+
+
+def test_bench_main_rejects_unknown_strategy(tmp_path, write_spec, spec_dict):
+    with pytest.raises(SpecError, match="unknown strategy 'nope'"):
+        bench_main(write_spec(spec_dict), ["nope"], 1, tmp_path)
