@@ -18,7 +18,8 @@ import numpy as np
 import pandas as pd
 
 from .errors import DataError, RunStateError, SpecError
-from .oracle import Measurement, build_scalarizer
+from .models.base import Surrogate
+from .oracle import Measurement, Oracle, build_scalarizer
 from .oracles import build_oracle, measure_with_retries
 from .pool import Pool
 from .spec import CampaignSpec
@@ -70,7 +71,7 @@ def initial_design(X: np.ndarray, candidates: np.ndarray, n: int, method: str, r
     return sample[chosen]
 
 
-def build_surrogate(spec: CampaignSpec, pool: Pool):
+def build_surrogate(spec: CampaignSpec, pool: Pool) -> Surrogate:
     """The spec's surrogate, told the pool's feature blocks (for its `columns` option)."""
     from .models import build_model
 
@@ -93,31 +94,31 @@ def build_pool_for(spec: CampaignSpec) -> Pool:
 class Campaign:
     """One campaign bound to its run directory. Build with `create` or `open`, not directly."""
 
-    def __init__(self, store: Store, spec: CampaignSpec, pool: Pool) -> None:
+    def __init__(self, store: Store, spec: CampaignSpec, pool: Pool, oracle: Oracle, surrogate: Surrogate | None) -> None:
         self.store = store
         self.spec = spec
         self.pool = pool
-        self.oracle = build_oracle(spec.oracle, pool, spec.target)
-        self._surrogate = None if spec.acquisition.kind == "random" else build_surrogate(spec, pool)
-        self.model = None  # the surrogate once fitted (kept across rounds so models may warm-start)
+        self.oracle = oracle
+        self._surrogate = surrogate
+        self.model: Surrogate | None = None  # the surrogate once fitted (kept across rounds: models may warm-start)
         self._scalarize = build_scalarizer(spec.oracle.scalarizer) if spec.oracle.scalarizer else None
         self._sign = 1.0 if spec.target.goal == "maximize" else -1.0
 
     @staticmethod
-    def _check_pool(spec: CampaignSpec, pool: Pool) -> None:
+    def _components(spec: CampaignSpec, pool: Pool) -> tuple[Oracle, Surrogate | None]:
+        """Check the spec against the pool and build its oracle and (unless random) surrogate."""
         if spec.stop.budget > len(pool):
             raise SpecError(f"stop.budget ({spec.stop.budget}) is larger than the pool ({len(pool)} candidates)")
-        build_oracle(spec.oracle, pool, spec.target)
-        if spec.acquisition.kind != "random":
-            build_surrogate(spec, pool)
+        oracle = build_oracle(spec.oracle, pool, spec.target)
+        return oracle, None if spec.acquisition.kind == "random" else build_surrogate(spec, pool)
 
     @classmethod
     def create(cls, run_dir: str | Path, spec: CampaignSpec, pool: Pool | None = None) -> "Campaign":
         """Start a new campaign in `run_dir` (the spec is checked against the pool first, so a
         bad spec leaves no run directory behind)."""
         pool = build_pool_for(spec) if pool is None else pool
-        cls._check_pool(spec, pool)
-        return cls(Store.create(run_dir, spec), spec, pool)
+        components = cls._components(spec, pool)
+        return cls(Store.create(run_dir, spec), spec, pool, *components)
 
     @classmethod
     def open(cls, run_dir: str | Path, spec: CampaignSpec | None = None, pool: Pool | None = None) -> "Campaign":
@@ -134,7 +135,7 @@ class Campaign:
             pool.index_of(store.selected_ids())
         except KeyError as err:
             raise RunStateError(f"{run_dir}: selected id {err.args[0]!r} is no longer in the pool") from None
-        return cls(store, spec, pool)
+        return cls(store, spec, pool, *cls._components(spec, pool))
 
     @classmethod
     def create_or_open(cls, run_dir: str | Path, spec: CampaignSpec, pool: Pool | None = None) -> "Campaign":
@@ -148,15 +149,15 @@ class Campaign:
     def stop_reason(self) -> str | None:
         """Why no new round may start (budget, max_rounds, target_value, pool exhausted), or None."""
         stop = self.spec.stop
-        measured = self.store.measurements()
-        if len(self.store.selected_ids()) >= stop.budget:
+        n_selected = len(self.store.selected_ids())
+        if n_selected >= stop.budget:
             return "budget"
         if stop.max_rounds is not None and self.store.n_rounds() > stop.max_rounds:
             return "max_rounds"
-        values = measured["value"].dropna().to_numpy() * self._sign
+        values = self._sign * self.store.training_data()[1]
         if stop.target_value is not None and values.size and values.max() >= self._sign * stop.target_value:
             return "target_value"
-        if len(self.store.selected_ids()) >= len(self.pool):
+        if n_selected >= len(self.pool):
             return "pool exhausted"
         return None
 
