@@ -1,0 +1,98 @@
+"""Deep kernel learning surrogate (`model: {kind: dkl}`).
+
+An MLP maps the features to a low-dimensional latent space (tanh-bounded to (-1, 1), so a 2-D
+latent can be drawn as a map), and a GP with a scaled ARD RBF/Matern kernel works on that latent.
+Network weights and GP hyperparameters are trained jointly on the exact marginal likelihood with
+Adam. Everything else (scaling, warm starts, batched and joint prediction) is GPSurrogate's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from gpytorch.kernels import MaternKernel, RBFKernel, ScaleKernel
+
+from ..errors import SpecError
+from ._torch import row_batches
+from .base import register_model
+from .gp import ExactGPModel, GPSurrogate, check_choice, check_positive, make_likelihood
+
+DKL_KERNELS = ("rbf", "matern")
+
+
+def make_extractor(n_inputs: int, hidden: Sequence[int], latent_dim: int) -> torch.nn.Sequential:
+    """MLP n_inputs -> hidden... -> latent_dim with SiLU activations and a tanh-bounded output."""
+    widths = [n_inputs, *hidden]
+    layers: list[torch.nn.Module] = []
+    for width_in, width_out in zip(widths[:-1], widths[1:]):
+        layers += [torch.nn.Linear(width_in, width_out), torch.nn.SiLU()]
+    layers += [torch.nn.Linear(widths[-1], latent_dim), torch.nn.Tanh()]
+    return torch.nn.Sequential(*layers)
+
+
+def parse_hidden(hidden: Sequence[int] | str) -> tuple[int, ...]:
+    """Hidden layer widths from a list ([64, 32]) or a comma string ("64,32")."""
+    items = hidden.split(",") if isinstance(hidden, str) else hidden
+    try:
+        widths = tuple(int(item) for item in items)
+    except (TypeError, ValueError):
+        raise SpecError(f"model.hidden: expected a list of layer widths such as [64, 32], got {hidden!r}") from None
+    if not widths or min(widths) < 1:
+        raise SpecError(f"model.hidden: expected positive layer widths, got {hidden!r}")
+    return widths
+
+
+@register_model("dkl")
+class DKLSurrogate(GPSurrogate):
+    """GP on a learned latent space.
+
+    Options: hidden (MLP widths, default [64, 32]), latent_dim (default 2), kernel ("rbf" or
+    "matern" on the latent), columns (feature block, default all), fit_iters (Adam steps on a
+    fresh fit), warm_iters (steps when warm-starting from the previous round's weights), lr,
+    warm_start (default true), seed (weight initialisation; fits are deterministic on CPU).
+    """
+
+    def __init__(
+        self,
+        hidden: Sequence[int] | str = (64, 32),
+        latent_dim: int = 2,
+        kernel: str = "rbf",
+        columns: str | None = None,
+        fit_iters: int = 200,
+        warm_iters: int = 50,
+        lr: float = 0.01,
+        warm_start: bool = True,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(kernel="rbf", columns=columns, fit_iters=fit_iters, warm_iters=warm_iters, lr=lr, warm_start=warm_start)
+        self.kernel = check_choice("kernel", kernel, DKL_KERNELS)
+        self.hidden = parse_hidden(hidden)
+        self.latent_dim = int(check_positive("latent_dim", latent_dim))
+        self.seed = int(seed)
+
+    def _build(self, train_x: torch.Tensor, train_y: torch.Tensor) -> ExactGPModel:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed)
+            extractor = make_extractor(train_x.shape[1], self.hidden, self.latent_dim)
+        base = RBFKernel if self.kernel == "rbf" else MaternKernel
+        kernel = ScaleKernel(base(ard_num_dims=self.latent_dim))
+        return ExactGPModel(train_x, train_y, make_likelihood(), kernel, feature_extractor=extractor)
+
+    def embed(self, X: np.ndarray) -> np.ndarray:
+        """Latent coordinates (m, latent_dim) of the rows of X, each in (-1, 1)."""
+        model, _ = self._fitted()
+        Z = self._prepare(X)
+        latent = np.empty((len(Z), self.latent_dim))
+        with torch.no_grad():
+            for rows in row_batches(len(Z)):
+                latent[rows] = model.latent(self._tensor(Z[rows])).cpu().numpy()
+        return latent
+
+    def hyperparameters(self) -> dict[str, float]:
+        params = super().hyperparameters()
+        return {key: value for key, value in params.items() if not key.startswith("lengthscale_")} | {
+            f"lengthscale_{axis}": float(value)
+            for axis, value in enumerate(self._model.covar_module.base_kernel.lengthscale.detach().cpu().numpy().ravel())
+        }

@@ -1,0 +1,263 @@
+"""Exact Gaussian process surrogate (`model: {kind: gp}`) and the GPyTorch machinery DKL reuses.
+
+Inputs are z-scored on the training rows (except for the Tanimoto kernel, which needs raw
+counts), targets are standardised, and hyperparameters are fitted by maximising the exact
+marginal likelihood with a bounded Adam loop. Prediction does not go through ExactGP.__call__,
+which evaluates the kernel on the concatenated (train + test) inputs and so grows quadratically
+with the batch; instead GPyTorch's own solves are cached once per fit (K^-1 r and a root of K^-1,
+both from linear_operator) and each batch of candidates costs one (batch, n) kernel block.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import partial
+
+import gpytorch
+import numpy as np
+import torch
+from gpytorch.constraints import GreaterThan
+from gpytorch.distributions import MultivariateNormal
+from gpytorch.kernels import Kernel, MaternKernel, RBFKernel, ScaleKernel
+from gpytorch.likelihoods import GaussianLikelihood
+from gpytorch.priors import LogNormalPrior
+
+from ..errors import DataError, SpecError
+from ._torch import Scaler, check_prediction_input, check_training_data, choose_device, row_batches
+from .base import ColumnSelection, register_model
+from .kernels import TanimotoKernel
+
+GP_KERNELS = ("matern", "rbf", "tanimoto")
+EXACT_SOLVE_UP_TO = 4096
+"""Training-set size up to which the posterior caches use Cholesky (beyond it GPyTorch uses Lanczos)."""
+
+
+class ExactGPModel(gpytorch.models.ExactGP):
+    """Constant mean + given kernel, optionally on the output of a feature extractor (DKL)."""
+
+    def __init__(
+        self,
+        train_x: torch.Tensor,
+        train_y: torch.Tensor,
+        likelihood: gpytorch.likelihoods.GaussianLikelihood,
+        covar_module: Kernel,
+        feature_extractor: torch.nn.Module | None = None,
+    ) -> None:
+        super().__init__(train_x, train_y, likelihood)
+        self.mean_module = gpytorch.means.ConstantMean()
+        self.covar_module = covar_module
+        self.feature_extractor = feature_extractor
+
+    def latent(self, x: torch.Tensor) -> torch.Tensor:
+        """Inputs as the kernel sees them: x itself, or the feature extractor's output."""
+        return x if self.feature_extractor is None else self.feature_extractor(x)
+
+    def forward(self, x: torch.Tensor) -> MultivariateNormal:
+        z = self.latent(x)
+        return MultivariateNormal(self.mean_module(z), self.covar_module(z))
+
+
+@dataclass(frozen=True)
+class PosteriorCache:
+    """Per-fit quantities that make batched prediction one kernel block per batch.
+
+    train_latent: (n, p) training inputs in kernel space; mean_weights: K^-1 (y - m), (n,);
+    root_inverse: R with K^-1 = R R^T, (n, r); K includes the observation noise.
+    """
+
+    train_latent: torch.Tensor
+    mean_weights: torch.Tensor
+    root_inverse: torch.Tensor
+
+
+def make_kernel(kind: str, n_dims: int) -> Kernel:
+    """Scaled ARD Matern-5/2, ARD RBF or Tanimoto kernel.
+
+    Lengthscales get BoTorch's dimension-scaled LogNormal prior (median grows like sqrt(d), which
+    keeps high-dimensional fits from collapsing onto a few points) and start at its mode; unlike
+    BoTorch's own modules they are softplus-constrained, so plain Adam can optimise them.
+    """
+    if kind == "tanimoto":
+        return ScaleKernel(TanimotoKernel())
+    prior = LogNormalPrior(loc=math.sqrt(2) + 0.5 * math.log(n_dims), scale=math.sqrt(3))
+    kernel_type = RBFKernel if kind == "rbf" else partial(MaternKernel, nu=2.5)
+    base = kernel_type(ard_num_dims=n_dims, lengthscale_prior=prior, lengthscale_constraint=GreaterThan(1e-3))
+    base.lengthscale = prior.mode
+    return ScaleKernel(base)
+
+
+def make_likelihood() -> GaussianLikelihood:
+    """Gaussian noise with a LogNormal(-4, 1) prior on the standardised-target noise variance."""
+    prior = LogNormalPrior(loc=-4.0, scale=1.0)
+    likelihood = GaussianLikelihood(noise_prior=prior, noise_constraint=GreaterThan(1e-6))
+    likelihood.noise = prior.mode
+    return likelihood
+
+
+def check_choice(option: str, value: str, allowed: tuple[str, ...]) -> str:
+    if value not in allowed:
+        raise SpecError(f"model.{option}: {value!r} is not one of {', '.join(allowed)}")
+    return value
+
+
+def check_positive(option: str, value: float) -> float:
+    if not value > 0:
+        raise SpecError(f"model.{option}: must be positive, got {value}")
+    return value
+
+
+@register_model("gp")
+class GPSurrogate(ColumnSelection):
+    """Exact GP regression on one feature block.
+
+    Options (the spec's `model:` keys): kernel ("matern" ARD Matern-5/2, "rbf" ARD RBF, or
+    "tanimoto" for count fingerprints), columns (feature block name, e.g. "morgan"; default all
+    columns), fit_iters (Adam steps on a fresh fit), warm_iters (steps when refitting from the
+    previous round's hyperparameters), lr (Adam step size), warm_start (reuse the previous fit).
+    """
+
+    def __init__(
+        self,
+        kernel: str = "matern",
+        columns: str | None = None,
+        fit_iters: int = 100,
+        warm_iters: int = 30,
+        lr: float = 0.05,
+        warm_start: bool = True,
+    ) -> None:
+        self.kernel = check_choice("kernel", kernel, GP_KERNELS)
+        self.columns = columns
+        self.fit_iters = int(check_positive("fit_iters", fit_iters))
+        self.warm_iters = int(check_positive("warm_iters", warm_iters))
+        self.lr = check_positive("lr", lr)
+        self.warm_start = bool(warm_start)
+        self.device = choose_device()
+        self._model: ExactGPModel | None = None
+        self._cache: PosteriorCache | None = None
+        self._final_loss = float("nan")
+
+    # ----- building blocks DKL overrides -------------------------------------------------------
+    def _feature_scaler(self, X: np.ndarray) -> Scaler:
+        return Scaler.identity(X.shape[1]) if self.kernel == "tanimoto" else Scaler.fit(X)
+
+    def _build(self, train_x: torch.Tensor, train_y: torch.Tensor) -> ExactGPModel:
+        return ExactGPModel(train_x, train_y, make_likelihood(), make_kernel(self.kernel, train_x.shape[1]))
+
+    def _check_features(self, X: np.ndarray) -> None:
+        if self.kernel == "tanimoto" and (X < 0).any():
+            raise DataError("the tanimoto kernel needs non-negative count features; choose `columns` of a fingerprint block")
+
+    # ----- Surrogate protocol ------------------------------------------------------------------
+    def fit(self, X: np.ndarray, y: np.ndarray) -> "GPSurrogate":
+        """Fit on measured rows X (n, d) and targets y (n,) by exact marginal likelihood."""
+        X, y = check_training_data(X, y)
+        self._n_pool_columns = X.shape[1]
+        X = self._select(X)
+        self._check_features(X)
+        reuse = self.warm_start and self._model is not None and self._model.train_inputs[0].shape[1] == X.shape[1]
+        if not reuse:  # a warm start keeps the input scaling its weights were learned under
+            self._x_scaler = self._feature_scaler(X)
+        self._y_scaler = Scaler.fit(y)
+        train_x = self._tensor(self._x_scaler.apply(X))
+        train_y = self._tensor(self._y_scaler.apply(y))
+        if reuse:
+            self._model.set_train_data(train_x, train_y, strict=False)
+        else:
+            self._model = self._build(train_x, train_y).to(device=self.device, dtype=torch.float64)
+        self._optimise(self.warm_iters if reuse else self.fit_iters)
+        self._cache = self._posterior_cache()
+        return self
+
+    def predict(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Posterior mean and latent variance (target units, noise excluded), in row batches."""
+        model, cache = self._fitted()
+        Z = self._prepare(X)
+        mean = np.empty(len(Z))
+        variance = np.empty(len(Z))
+        with torch.no_grad():
+            for rows in row_batches(len(Z)):
+                z = model.latent(self._tensor(Z[rows]))
+                cross = model.covar_module(z, cache.train_latent).to_dense()
+                prior_var = model.covar_module(z, diag=True)
+                mean[rows] = (model.mean_module(z) + cross @ cache.mean_weights).cpu().numpy()
+                explained = (cross @ cache.root_inverse).square().sum(-1)
+                variance[rows] = (prior_var - explained).clamp_min(1e-10).cpu().numpy()
+        return self._unscale(mean, variance)
+
+    def predict_joint(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Joint posterior mean (k,) and latent covariance (k, k) over a small candidate set."""
+        model, cache = self._fitted()
+        with torch.no_grad():
+            z = model.latent(self._tensor(self._prepare(X)))
+            cross = model.covar_module(z, cache.train_latent).to_dense()
+            reduced = cross @ cache.root_inverse
+            cov = model.covar_module(z).to_dense() - reduced @ reduced.T
+            mean = model.mean_module(z) + cross @ cache.mean_weights
+        cov = 0.5 * (cov + cov.T)
+        scale = float(self._y_scaler.scale)
+        return mean.cpu().numpy() * scale + float(self._y_scaler.shift), cov.cpu().numpy() * scale**2
+
+    def hyperparameters(self) -> dict[str, float]:
+        model, _ = self._fitted()
+        kernel = model.covar_module
+        params = {
+            "noise": float(model.likelihood.noise.item()) * float(self._y_scaler.scale) ** 2,
+            "outputscale": float(kernel.outputscale.item()),
+            "mean_constant": float(model.mean_module.constant.item()),
+            "neg_mll": self._final_loss,
+        }
+        base = kernel.base_kernel
+        if base.has_lengthscale:
+            lengthscale = base.lengthscale.detach().cpu().numpy().ravel()
+            params |= {
+                "lengthscale_min": float(lengthscale.min()),
+                "lengthscale_median": float(np.median(lengthscale)),
+                "lengthscale_max": float(lengthscale.max()),
+            }
+        return params
+
+    # ----- internals ---------------------------------------------------------------------------
+    def _tensor(self, values: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(np.asarray(values), dtype=torch.float64, device=self.device)
+
+    def _fitted(self) -> tuple[ExactGPModel, PosteriorCache]:
+        if self._model is None or self._cache is None:
+            raise RuntimeError("call fit() before predicting")
+        return self._model, self._cache
+
+    def _prepare(self, X: np.ndarray) -> np.ndarray:
+        X = self._select(check_prediction_input(X, self._n_pool_columns))
+        return self._x_scaler.apply(X)
+
+    def _unscale(self, mean: np.ndarray, variance: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        scale = float(self._y_scaler.scale)
+        return mean * scale + float(self._y_scaler.shift), variance * scale**2
+
+    def _optimise(self, iterations: int) -> None:
+        """Maximise the exact marginal likelihood (priors included) with Adam."""
+        model = self._model
+        mll = gpytorch.mlls.ExactMarginalLogLikelihood(model.likelihood, model)
+        optimiser = torch.optim.Adam(model.parameters(), lr=self.lr)
+        train_x, train_y = model.train_inputs[0], model.train_targets
+        model.train()
+        for _ in range(iterations):
+            optimiser.zero_grad()
+            loss = -mll(model(train_x), train_y)
+            loss.backward()
+            optimiser.step()
+        self._final_loss = float(loss.item())
+        model.eval()
+
+    def _posterior_cache(self) -> PosteriorCache:
+        model = self._model
+        train_x, train_y = model.train_inputs[0], model.train_targets
+        with torch.no_grad(), gpytorch.settings.max_cholesky_size(EXACT_SOLVE_UP_TO):
+            prior = model.forward(train_x)
+            noisy_cov = model.likelihood(prior).lazy_covariance_matrix
+            residual = (train_y - prior.mean).unsqueeze(-1)
+            return PosteriorCache(
+                train_latent=model.latent(train_x),
+                mean_weights=noisy_cov.solve(residual).squeeze(-1),
+                root_inverse=noisy_cov.root_inv_decomposition().root.to_dense(),
+            )
