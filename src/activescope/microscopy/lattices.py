@@ -98,9 +98,11 @@ def projected_lattice(lattice: str) -> ProjectedLattice:
     build, class_of, dopant_element, dopant_z = _LATTICES[key]
     atoms = build()
     cell = np.asarray(atoms.cell[:2, :2], dtype=np.float64)
-    frac = np.linalg.solve(cell.T, atoms.positions[:, :2].T).T % 1.0
-    frac = np.round(frac, 4) % 1.0
-    keys, column_of_atom = np.unique(frac, axis=0, return_inverse=True)
+    frac = np.linalg.solve(cell.T, atoms.positions[:, :2].T).T
+    frac -= np.floor(frac + 1e-6)
+    keys, first, column_of_atom = np.unique(np.round(frac, 4), axis=0, return_index=True,
+                                            return_inverse=True)
+    column_of_atom = column_of_atom.ravel()
     symbols = np.array(atoms.get_chemical_symbols())
     numbers = atoms.numbers
     depth = int(np.bincount(column_of_atom).max())
@@ -115,6 +117,6 @@ def projected_lattice(lattice: str) -> ProjectedLattice:
         composition = tuple(sorted(symbols[members]))
         column_class[col] = classes.index(class_of[composition])
     return ProjectedLattice(
-        name=key, cell=cell, column_xy=keys @ cell, column_class=column_class,
+        name=key, cell=cell, column_xy=frac[first] @ cell, column_class=column_class,
         column_z=column_z, dopant_slot=dopant_slot, classes=tuple(classes), dopant_z=dopant_z,
     )

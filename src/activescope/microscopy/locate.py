@@ -2,9 +2,9 @@
 
 A segmentation network gives per-pixel class probabilities ``(N, C, H, W)`` (softmax, class 0 =
 background). An atom is a connected region where the foreground probability ``1 - p_0``
-exceeds ``threshold``; its position is the centroid of that region (weighted by the
-foreground probability when ``refine`` is on, which gives sub-pixel positions even for blurred
-or asymmetric blobs), its class is the atom class with the largest summed probability over the
+exceeds ``threshold``; its position is the centroid of that region, weighted when ``refine``
+is on by the foreground probability above the threshold (weights fall to zero at the region's
+edge, so the pixelated boundary hardly biases the sub-pixel position), its class is the atom class with the largest summed probability over the
 region, and its ``score`` is the region's peak foreground probability. Everything is computed
 for all frames at once with one ``scipy.ndimage.label`` call and ``np.bincount`` sums.
 """
@@ -80,7 +80,7 @@ def find_atoms(prob: np.ndarray, threshold: float = 0.5, min_distance_px: float 
     frame, within = np.divmod(pixels, height * width)
     row, col = np.divmod(within, width)
     fg = foreground.ravel()[pixels]
-    weight = fg if refine else np.ones_like(fg)
+    weight = fg - threshold if refine else np.ones_like(fg)
 
     total = np.bincount(region, weights=weight, minlength=n_regions)
     x = np.bincount(region, weights=weight * col, minlength=n_regions) / total
