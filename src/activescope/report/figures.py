@@ -95,7 +95,7 @@ def parity_figure(y_true: np.ndarray, mean: np.ndarray, variance: np.ndarray, st
     ax.set_title(f"R² = {stats['r2']:.3f}   MAE = {stats['mae']:.3g}   n = {len(y_true):,}")
     ax.legend(loc="upper left", fontsize=8)
     ax.grid(alpha=0.3)
-    nominal = np.linspace(0.0, 1.0, 41)
+    nominal = np.linspace(0.0, 0.99, 100)
     z = np.abs(mean - y_true) / np.where(sd > 0, sd, np.finfo(float).tiny)
     observed = (z[None, :] <= norm.ppf(0.5 + nominal / 2)[:, None]).mean(axis=1)
     cal.plot(nominal, observed, color=CAMPAIGN_COLOR, lw=2, label="model")
