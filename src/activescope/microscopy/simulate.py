@@ -181,12 +181,15 @@ def _render(xy: np.ndarray, weight: np.ndarray, shape: tuple[int, int], sigma_px
     grid = np.bincount(index, weights=share * np.tile(weight * peak_to_integral, 4),
                        minlength=h * w)
     grid = grid.reshape(h, w).astype(np.float32)
-    ky = fft.fftfreq(h)[:, None]
-    kx = fft.rfftfreq(w)[None, :]
+    ky = fft.fftfreq(h).astype(np.float32)
+    kx = fft.rfftfreq(w).astype(np.float32)
+    damping = np.float32(-2.0 * np.pi**2 * sigma_px**2)
     spectrum = fft.fft(fft.rfft(grid, axis=1), axis=0)
-    spectrum *= np.exp(-2.0 * np.pi**2 * sigma_px**2 * (ky**2 + kx**2)).astype(np.float32)
+    spectrum *= np.exp(damping * ky**2)[:, None] * np.exp(damping * kx**2)[None, :]
     spectrum = fft.ifft(spectrum, axis=0)
-    spectrum *= np.exp(-2j * np.pi * kx * row_shift[:, None]).astype(np.complex64)
+    if np.any(row_shift):
+        phase = np.float32(-2.0 * np.pi) * row_shift.astype(np.float32)[:, None] * kx[None, :]
+        spectrum *= np.cos(phase) + 1j * np.sin(phase)
     return fft.irfft(spectrum, n=w, axis=1)
 
 
