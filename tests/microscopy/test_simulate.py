@@ -135,7 +135,8 @@ def test_batch_matches_single_frames() -> None:
 
 
 @pytest.mark.parametrize("bad", [dict(lattice="diamond"), dict(vacancy_prob=1.5),
-                                 dict(pixel_size=(0.2, 0.1)), dict(size=4), dict(strain=-1.0)])
+                                 dict(pixel_size=(0.2, 0.1)), dict(size=4), dict(strain=-1.0),
+                                 dict(dose=0.0), dict(jitter=-0.1)])
 def test_bad_config_raises_spec_error(bad: dict) -> None:
     with pytest.raises(SpecError):
         simulate_frame(SimConfig(**bad), 0)

@@ -189,5 +189,6 @@ def read_image(path: str | Path) -> tuple[np.ndarray, dict[str, Any]]:
         raise DataError(f"cannot read {file}: {type(err).__name__}: {err}") from err
     image = as_image(data, str(path))
     meta.update(source=str(path), format=suffix.lstrip("."), shape=image.shape)
-    meta["pixel_size_angstrom"] = pixel_size_angstrom(meta.get("pixel_size"), meta.get("pixel_unit"))
+    meta["pixel_size_angstrom"] = pixel_size_angstrom(meta.get("pixel_size"),
+                                                      meta.get("pixel_unit"))
     return image, meta

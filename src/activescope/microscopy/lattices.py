@@ -22,12 +22,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-from ase import Atoms
-from ase.build import graphene, mx2
-from ase.spacegroup import crystal
 
 from activescope.errors import SpecError
+
+if TYPE_CHECKING:
+    from ase import Atoms
 
 
 @dataclass(frozen=True)
@@ -53,15 +55,22 @@ class ProjectedLattice:
     dopant_z: int
 
 
+# ASE is imported inside the builders: it is slow to import and only needed once per lattice.
 def _graphene() -> Atoms:
+    from ase.build import graphene
+
     return graphene(formula="C2", a=2.46, vacuum=None)
 
 
 def _tmd(formula: str, a: float) -> Atoms:
+    from ase.build import mx2
+
     return mx2(formula=formula, kind="2H", a=a, thickness=3.17, vacuum=None)
 
 
 def _srtio3() -> Atoms:
+    from ase.spacegroup import crystal
+
     return crystal(["Sr", "Ti", "O"], basis=[(0, 0, 0), (0.5, 0.5, 0.5), (0.5, 0, 0.5)],
                    spacegroup=221, cellpar=[3.905, 3.905, 3.905, 90, 90, 90])
 

@@ -4,8 +4,9 @@ A segmentation network gives per-pixel class probabilities ``(N, C, H, W)`` (sof
 background). An atom is a connected region where the foreground probability ``1 - p_0``
 exceeds ``threshold``; its position is the centroid of that region, weighted when ``refine``
 is on by the foreground probability above the threshold (weights fall to zero at the region's
-edge, so the pixelated boundary hardly biases the sub-pixel position), its class is the atom class with the largest summed probability over the
-region, and its ``score`` is the region's peak foreground probability. Everything is computed
+edge, so the pixelated boundary hardly biases the sub-pixel position), its class is the atom
+class with the largest summed probability over the region, and its ``score`` is the region's
+peak foreground probability. Everything is computed
 for all frames at once with one ``scipy.ndimage.label`` call and ``np.bincount`` sums.
 """
 
@@ -25,10 +26,11 @@ _IN_PLANE[1] = ndimage.generate_binary_structure(2, 1)
 
 
 def one_hot(labels: np.ndarray, n_classes: int) -> np.ndarray:
-    """Label masks ``(..., H, W)`` as float32 probabilities ``(..., C, H, W)`` (exact ground truth)."""
+    """Label masks ``(..., H, W)`` as exact float32 probabilities ``(..., C, H, W)``."""
     labels = np.asarray(labels)
     if labels.size and (labels.min() < 0 or labels.max() >= n_classes):
-        raise DataError(f"labels must lie in [0, {n_classes - 1}], got {labels.min()}..{labels.max()}")
+        raise DataError(f"labels must lie in [0, {n_classes - 1}], "
+                        f"got {labels.min()}..{labels.max()}")
     classes = np.arange(n_classes).reshape((n_classes,) + (1, 1))
     return (labels[..., None, :, :] == classes).astype(np.float32)
 
@@ -36,7 +38,8 @@ def one_hot(labels: np.ndarray, n_classes: int) -> np.ndarray:
 def _check_prob(prob: np.ndarray) -> np.ndarray:
     prob = np.asarray(prob)
     if prob.ndim not in (3, 4):
-        raise DataError(f"class probabilities must be (C, H, W) or (N, C, H, W), got shape {prob.shape}")
+        raise DataError("class probabilities must be (C, H, W) or (N, C, H, W), "
+                        f"got shape {prob.shape}")
     if prob.shape[-3] < 2:
         raise DataError(f"need at least 2 classes (background + atoms), got {prob.shape[-3]}")
     if not np.isfinite(prob.sum(dtype=np.float64)):

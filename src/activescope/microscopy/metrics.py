@@ -121,7 +121,8 @@ def _points(table: pd.DataFrame | np.ndarray, what: str) -> tuple[np.ndarray, np
     return xy, cls
 
 
-def _assign(pred_xy: np.ndarray, true_xy: np.ndarray, tol_px: float) -> tuple[np.ndarray, np.ndarray]:
+def _assign(pred_xy: np.ndarray, true_xy: np.ndarray,
+            tol_px: float) -> tuple[np.ndarray, np.ndarray]:
     """Optimal one-to-one pairs (pred rows, true rows) within ``tol_px``."""
     n_pred, n_true = len(pred_xy), len(true_xy)
     if n_pred == 0 or n_true == 0:
@@ -157,7 +158,8 @@ def match_atoms(pred: pd.DataFrame | np.ndarray, true: pd.DataFrame | np.ndarray
     pred_index, true_index = _assign(pred_xy, true_xy, tol_px)
     distance = np.linalg.norm(pred_xy[pred_index] - true_xy[true_index], axis=1)
 
-    size = int(np.concatenate([[0], pred_cls, true_cls]).max()) + 1 if n_classes is None else n_classes
+    if n_classes is None:
+        n_classes = int(np.concatenate([[0], pred_cls, true_cls]).max()) + 1
     pred_matched = np.zeros(len(pred_xy), dtype=bool)
     pred_matched[pred_index] = True
     true_matched = np.zeros(len(true_xy), dtype=bool)
@@ -168,15 +170,17 @@ def match_atoms(pred: pd.DataFrame | np.ndarray, true: pd.DataFrame | np.ndarray
                            true_cls[~true_matched]])
     cols = np.concatenate([pred_cls[pred_index], pred_cls[~pred_matched],
                            np.zeros((~true_matched).sum(), int)])
-    if len(rows) and max(rows.max(), cols.max()) >= size:
+    if len(rows) and max(rows.max(), cols.max()) >= n_classes:
         raise DataError(f"atom classes exceed n_classes={n_classes}")
-    confusion = np.bincount(rows * size + cols, minlength=size * size).reshape(size, size)
+    confusion = np.bincount(rows * n_classes + cols, minlength=n_classes**2)
+    confusion = confusion.reshape(n_classes, n_classes)
     return MatchResult(n_true=len(true_xy), n_pred=len(pred_xy), pred_index=pred_index,
                        true_index=true_index, distance=distance, pred_matched=pred_matched,
                        pred_correct=pred_correct, confusion=confusion)
 
 
-def _split_frames(tables: pd.DataFrame | Sequence[pd.DataFrame], n: int | None) -> list[pd.DataFrame]:
+def _split_frames(tables: pd.DataFrame | Sequence[pd.DataFrame],
+                  n: int | None) -> list[pd.DataFrame]:
     """A list of per-frame tables, from a list or from one table with a ``frame`` column."""
     if not isinstance(tables, pd.DataFrame):
         return list(tables)

@@ -9,14 +9,14 @@ A frame is made in five vectorised steps, each drawn from a numpy Generator seed
 2. **Defects** — each atom is replaced by the dopant with ``dopant_prob`` (dopant sites only) and
    removed with ``vacancy_prob``; a column with no atoms left is gone, a column that lost one of
    two stacked atoms keeps its class but its summed ``Z`` drops.
-3. **Image formation** — column intensity ∝ Σ Z^1.7 (Rutherford-like HAADF contrast), normalised
-   so a full host column of the brightest type peaks at 1. Each column is a Gaussian whose width
-   combines the projected potential (``potential_sigma``) and the Gaussian probe (``probe_fwhm``):
-   intensities are splatted bilinearly onto a padded grid and blurred once by FFT.
-4. **Scan and detector** — a smooth background is added; scan-line jitter shifts each row along
-   x; Poisson shot noise at ``dose`` (expected counts per pixel = dose × pixel area in Å² ×
-   intensity) and Gaussian read noise follow. The image is finally standardised (zero mean,
-   unit standard deviation).
+3. **Image formation** — column intensity ∝ Σ Z^1.7 (Rutherford-like HAADF contrast),
+   normalised so a full host column of the brightest type peaks at 1. Each column is a
+   Gaussian whose width combines the projected potential (``potential_sigma``) and the Gaussian
+   probe (``probe_fwhm``): intensities are splatted bilinearly onto a padded grid and blurred
+   once by FFT, in the same pass that shifts each row along x (scan-line jitter).
+4. **Scan and detector** — a smooth background is added, then Poisson shot noise at ``dose``
+   (expected counts per pixel = dose × pixel area in Å² × intensity) and Gaussian read noise.
+   The image is finally standardised (zero mean, unit standard deviation).
 5. **Labels** — every column whose rounded (``np.rint``) position lies in the frame is in the
    atom table and gets a disk of radius ``label_radius`` in the class mask; its centre pixel
    always carries its class.
@@ -32,7 +32,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from ase.data import chemical_symbols
 from scipy import fft
 
 from activescope.errors import SpecError
@@ -84,7 +83,8 @@ class Frame:
 
     ``image``: (H, W) float32, standardised. ``labels``: (H, W) uint8 class per pixel
     (0 = background). ``atoms``: one row per column in the frame with x (column index), y (row
-    index) in sub-pixel pixels, ``cls`` (≥ 1), summed atomic number ``Z`` and composition ``name``.
+    index) in sub-pixel pixels, ``cls`` (≥ 1), summed atomic number ``Z`` and composition
+    ``name``.
     ``params``: the values drawn for this frame (pixel size, probe, dose, ...).
     """
 
@@ -121,8 +121,12 @@ def _draw_params(config: SimConfig, rng: np.random.Generator) -> dict[str, Any]:
     p = {name: _draw(rng, getattr(config, name), name)
          for name in ("pixel_size", "probe_fwhm", "dose", "read_noise", "jitter", "drift",
                       "background")}
-    if p["pixel_size"] <= 0 or p["probe_fwhm"] <= 0:
-        raise SpecError("SimConfig.pixel_size and probe_fwhm must be positive")
+    for name in ("pixel_size", "probe_fwhm", "dose"):
+        if not p[name] > 0:
+            raise SpecError(f"SimConfig.{name} must be positive, got {p[name]}")
+    for name in ("read_noise", "jitter", "drift", "background"):
+        if not p[name] >= 0:
+            raise SpecError(f"SimConfig.{name} must not be negative, got {p[name]}")
     angle = rng.uniform(0.0, 2.0 * np.pi)
     p["rotation_deg"] = float(np.degrees(angle)) if config.rotation else 0.0
     p["origin_frac"] = rng.random(2)
@@ -220,6 +224,8 @@ def _disk_labels(size: int, xy: np.ndarray, cls: np.ndarray, radius_px: float) -
 
 def _column_names(z: np.ndarray) -> np.ndarray:
     """Composition names such as "Mo", "S2", "TiO" (heaviest first), one per column."""
+    from ase.data import chemical_symbols
+
     rows, inverse = np.unique(-np.sort(-z, axis=1), axis=0, return_inverse=True)
     names = []
     for row in rows:
@@ -269,7 +275,8 @@ def simulate_frame(config: SimConfig, seed: int) -> Frame:
     if np.isfinite(counts_per_unit):
         counts = noise_rng.poisson(np.clip(signal, 0.0, None) * counts_per_unit)
         signal = counts.astype(np.float32) / np.float32(counts_per_unit)
-    signal += noise_rng.standard_normal(signal.shape, dtype=np.float32) * np.float32(p["read_noise"])
+    read_noise = noise_rng.standard_normal(signal.shape, dtype=np.float32)
+    signal += read_noise * np.float32(p["read_noise"])
 
     in_frame = ((np.rint(xy) >= 0) & (np.rint(xy) <= size - 1)).all(axis=1)
     xy, z, cls = xy[in_frame], z[in_frame], cls[in_frame]
