@@ -51,16 +51,32 @@ def test_empty_rows_do_not_break_the_batch():
     assert q[0, 0] < 0
 
 
-def test_mmff_charges_follow_xyz_atom_order():
+@pytest.mark.parametrize("smiles", [None, ["C=O"], ["CC"]])
+def test_mmff_charges_follow_xyz_atom_order(smiles):
+    """Same charges from bonds perceived on the structure, from a matching SMILES, or (when the
+    SMILES does not match the structure) from the fallback perception."""
     mol = Chem.AddHs(Chem.MolFromSmiles("C=O"))
     AllChem.EmbedMolecule(mol, randomSeed=1)
     z = np.array([[a.GetAtomicNum() for a in mol.GetAtoms()]], np.uint8)
     r = mol.GetConformer().GetPositions()[None].astype(np.float32)
     order = np.array([2, 0, 3, 1])
-    q = mmff_charges_from_xyz(z[:, order], r[:, order])
+    q = mmff_charges_from_xyz(z[:, order], r[:, order], smiles)
     props = AllChem.MMFFGetMoleculeProperties(mol)
     expected = np.array([props.GetMMFFPartialCharge(i) for i in range(4)])[order]
     np.testing.assert_allclose(q[0], expected, atol=1e-6)
+
+
+def test_smiles_keeps_zwitterion_charges():
+    """qm9_130385 is a zwitterion (DFT dipole 15.9 D); bonds perceived from the structure alone
+    put the charges on the wrong atoms (2.8 D), its SMILES carries the right ones."""
+    table = load_qm9()
+    row = int(np.searchsorted(table.ids, "qm9_130385"))
+    z, r = table.atomic_numbers[row : row + 1], table.positions[row : row + 1]
+    with_smiles = mmff_charges_from_xyz(z, r, [table.smiles[row]])
+    from_structure = mmff_charges_from_xyz(z, r)
+    dipoles = [np.linalg.norm((q[0, :, None] * r[0]).sum(0)) * 4.8032 for q in (with_smiles, from_structure)]
+    assert table.labels.loc[row, "dipole"] > 15
+    assert dipoles[0] > 12 > 4 > dipoles[1]
 
 
 def test_coulomb_eigenvalues_ignore_atom_order_and_padding():
@@ -84,9 +100,9 @@ def test_descriptors_are_rotation_and_translation_invariant(sample):
 
 
 def test_charge_dipoles_rank_the_dft_dipole(sample):
-    """Measured on 1500 random QM9 molecules: MMFF dipole Pearson 0.88 / Spearman 0.90, QEq 0.69 / 0.72."""
+    """Measured on 3000 random QM9 molecules: MMFF dipole Pearson 0.89 / Spearman 0.92, QEq 0.69 / 0.72."""
     z, r = sample.atomic_numbers, sample.positions
-    values, names = physics_descriptors(z, r, mmff_charges_from_xyz(z, r))
+    values, names = physics_descriptors(z, r, mmff_charges_from_xyz(z, r, sample.smiles.tolist()))
     dft = sample.labels["Dipole_debye"].to_numpy()
     mmff = values[:, names.index("mmff_dipole")]
     qeq = values[:, names.index("qeq_dipole")]

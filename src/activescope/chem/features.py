@@ -33,7 +33,7 @@ from rich.progress import Progress
 from ..cache import cached_arrays
 from . import physics
 
-FEATURES_VERSION = 1
+FEATURES_VERSION = 2
 CHUNK_SIZE = 2000
 log = logging.getLogger("activescope.chem")
 
@@ -128,7 +128,7 @@ def featurize(molecules: Molecules, configs: Sequence[PhysicsFeatures | Rdkit2dF
     kinds: dict[str, slice] = {}
     start = 0
     for config, block, width in zip(configs, blocks, widths):
-        values = block["values"][rows]
+        values = block["values"] if rows.size == len(valid) else block["values"][rows]
         X[:, start : start + width] = _standardise(values) if config.kind in STANDARDISED_KINDS else values
         kind = config.kind if config.kind not in kinds else f"{config.kind}_{len(kinds)}"
         kinds[kind] = slice(start, start + width)
@@ -167,7 +167,7 @@ def _physics_chunk(smiles: np.ndarray, atomic_numbers: np.ndarray | None, positi
     if atomic_numbers is None:
         atomic_numbers, positions, charges = physics.embed_smiles(smiles.tolist(), seed=seed)
     else:
-        charges = physics.mmff_charges_from_xyz(atomic_numbers, positions)
+        charges = physics.mmff_charges_from_xyz(atomic_numbers, positions, smiles.tolist())
     with np.errstate(divide="ignore", invalid="ignore"):
         values, names = physics.physics_descriptors(atomic_numbers, positions, charges)
     return values, (atomic_numbers > 0).any(axis=1), names
