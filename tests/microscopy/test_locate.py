@@ -90,6 +90,8 @@ def test_class_vote_uses_summed_class_probability() -> None:
 def test_bad_probability_maps_raise(bad: np.ndarray) -> None:
     with pytest.raises(DataError):
         find_atoms(bad)
+    with pytest.raises(DataError, match="threshold"):
+        find_atoms(np.ones((2, 8, 8)) / 2, threshold=1.0)
 
 
 def test_atom_tables_round_trip_as_csv(tmp_path: Path) -> None:

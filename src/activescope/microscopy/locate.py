@@ -72,6 +72,8 @@ def find_atoms(prob: np.ndarray, threshold: float = 0.5, min_distance_px: float 
     ``frame``. Atoms closer than ``edge_px`` to the border, regions smaller than
     ``min_area_px`` and the weaker of two atoms closer than ``min_distance_px`` are dropped.
     """
+    if not 0.0 <= threshold < 1.0:
+        raise DataError(f"threshold must lie in [0, 1), got {threshold}")
     batched = np.asarray(prob).ndim == 4
     prob = _check_prob(prob)
     n, n_classes, height, width = prob.shape
