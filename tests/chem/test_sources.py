@@ -6,10 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from activescope.errors import DataError
+from activescope.chem.qm9 import load_qm9
+from activescope.errors import DataError, SpecError
 from activescope.sources import build_pool, source_names
 from activescope.spec import parse_spec
-from activescope.errors import SpecError
 
 
 def test_sources_are_registered():
@@ -22,9 +22,10 @@ def test_qm9_pool_subset():
     assert set(pool.feature_kinds) == {"physics", "morgan"}
     assert pool.ids[0].startswith("qm9_") and pool.info["smiles"].notna().all()
     assert {"dipole", "Dipole_debye", "gap", "u0", "cv"} <= set(pool.labels.columns)
-    assert len(pool.labels) == 120
-    rows = pool.index_of(["qm9_000001"]) if "qm9_000001" in pool.ids else None
-    assert rows is None or pool.labels.loc[rows[0], "dipole"] == 0
+    table = load_qm9(120, seed=5)
+    assert pool.ids.tolist() == table.ids.tolist()
+    np.testing.assert_array_equal(pool.labels["dipole"], table.labels["Dipole_debye"])
+    assert pool.info["smiles"].tolist() == table.smiles.tolist()
 
 
 def test_spec_validates_qm9_options():

@@ -3,12 +3,13 @@
 Inputs are only the structure: atomic numbers and Cartesian positions (Angstrom), padded to a
 common atom count with zeros (atomic number 0 = no atom). Nothing computed by DFT is used.
 
-The descriptors aim at properties such as the dipole moment: partial charges come from two
-independent models, MMFF94 (RDKit, on the SMILES molecule matched to the 3D atoms, or on bonds
-perceived from the 3D structure; best on QM9: Pearson 0.9, Spearman 0.92 with the DFT dipole) and charge equilibration (QEq, Rappe & Goddard 1991,
-solved for all molecules at once as one batched linear system), and each gives a dipole vector,
-its components along the principal axes of inertia and the distance between the positive and
-negative charge centroids. Shape (radius of gyration, principal moments), element counts and
+The descriptors aim at properties such as the dipole moment. Partial charges come from two
+independent models: MMFF94 (RDKit, on the SMILES molecule matched to the 3D atoms, or on bonds
+perceived from the 3D structure; on all of QM9 its dipole has Pearson r 0.91 and Spearman r
+0.92 with the DFT dipole, and its top 500 hold all of the true top 100) and charge
+equilibration (QEq, Rappe & Goddard 1991, solved for all molecules at once as one batched
+linear system; r 0.71). Each gives a dipole vector, its components along the principal axes of
+inertia and the distance between the positive and negative charge centroids. Shape (radius of gyration, principal moments), element counts and
 sorted Coulomb-matrix eigenvalues complete the block.
 """
 
