@@ -107,6 +107,12 @@ def check_positive(option: str, value: float) -> float:
     return value
 
 
+def check_at_least(option: str, value: int, minimum: int) -> int:
+    if not value >= minimum:
+        raise SpecError(f"model.{option}: must be at least {minimum}, got {value}")
+    return int(value)
+
+
 @register_model("gp")
 class GPSurrogate(ColumnSelection):
     """Exact GP regression on one feature block.

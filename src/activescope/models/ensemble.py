@@ -1,0 +1,177 @@
+"""Ensemble surrogates: mean and variance come from the spread of the members' predictions.
+
+`rf` is a scikit-learn random forest (the MolPAL-style baseline: variance over trees) and
+`deep_ensemble` trains a few small MLPs from different random initialisations at once (their
+weights are stacked, so one batched matmul runs every member). The joint covariance over a
+candidate set is the member covariance, which has rank at most (members - 1).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from sklearn.ensemble import RandomForestRegressor
+
+from ._torch import Scaler, check_prediction_input, check_training_data, choose_device, row_batches
+from .base import ColumnSelection, register_model
+from .dkl import parse_hidden
+from .gp import check_at_least, check_positive
+
+
+def member_statistics(member_predictions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and unbiased variance over axis 0 of a (members, m) prediction matrix."""
+    return member_predictions.mean(axis=0), member_predictions.var(axis=0, ddof=1)
+
+
+def member_covariance(member_predictions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean (k,) and covariance (k, k) across members of a (members, k) prediction matrix."""
+    mean = member_predictions.mean(axis=0)
+    centred = member_predictions - mean
+    return mean, centred.T @ centred / (len(member_predictions) - 1)
+
+
+class _MemberEnsemble(ColumnSelection):
+    """Shared predict/predict_joint for models that expose a (members, m) prediction matrix."""
+
+    def _members_predict(self, X: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def _checked(self, X: np.ndarray) -> np.ndarray:
+        if not hasattr(self, "_n_pool_columns"):
+            raise RuntimeError("call fit() before predicting")
+        return self._select(check_prediction_input(X, self._n_pool_columns))
+
+    def predict(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and variance over members, in row batches."""
+        X = self._checked(X)
+        mean = np.empty(len(X))
+        variance = np.empty(len(X))
+        for rows in row_batches(len(X)):
+            mean[rows], variance[rows] = member_statistics(self._members_predict(X[rows]))
+        return mean, variance
+
+    def predict_joint(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Mean (k,) and across-member covariance (k, k) for a small candidate set."""
+        return member_covariance(self._members_predict(self._checked(X)))
+
+
+@register_model("rf")
+class RandomForestSurrogate(_MemberEnsemble):
+    """Random forest regression; uncertainty is the variance of the per-tree predictions.
+
+    Options: n_estimators (default 100), max_depth (default unlimited), min_samples_leaf
+    (default 1), max_features (fraction of columns tried per split, default 1.0), columns, seed.
+    """
+
+    def __init__(
+        self,
+        n_estimators: int = 100,
+        max_depth: int | None = None,
+        min_samples_leaf: int = 1,
+        max_features: float = 1.0,
+        columns: str | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.columns = columns
+        self._forest = RandomForestRegressor(
+            n_estimators=check_at_least("n_estimators", n_estimators, 2),
+            max_depth=None if max_depth is None else int(check_positive("max_depth", max_depth)),
+            min_samples_leaf=int(check_positive("min_samples_leaf", min_samples_leaf)),
+            max_features=float(check_positive("max_features", max_features)),
+            n_jobs=2,
+            random_state=int(seed),
+        )
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> "RandomForestSurrogate":
+        X, y = check_training_data(X, y)
+        self._n_pool_columns = X.shape[1]
+        self._forest.fit(self._select(X), y)
+        return self
+
+    def _members_predict(self, X: np.ndarray) -> np.ndarray:
+        return np.stack([tree.predict(X) for tree in self._forest.estimators_])
+
+    def hyperparameters(self) -> dict[str, float]:
+        depths = [tree.get_depth() for tree in self._forest.estimators_]
+        return {"n_estimators": float(len(depths)), "mean_depth": float(np.mean(depths))}
+
+
+class StackedMLP(torch.nn.Module):
+    """`members` independent MLPs with identical shapes, evaluated together by batched matmuls."""
+
+    def __init__(self, members: int, widths: Sequence[int], generator: torch.Generator) -> None:
+        super().__init__()
+        self.weights = torch.nn.ParameterList()
+        self.biases = torch.nn.ParameterList()
+        for width_in, width_out in zip(widths[:-1], widths[1:]):
+            bound = 1.0 / math.sqrt(width_in)  # torch.nn.Linear's default initialisation range
+            self.weights.append(torch.nn.Parameter((torch.rand(members, width_in, width_out, generator=generator) * 2 - 1) * bound))
+            self.biases.append(torch.nn.Parameter((torch.rand(members, 1, width_out, generator=generator) * 2 - 1) * bound))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x (b, d) -> predictions (members, b)."""
+        hidden = x.expand(len(self.weights[0]), *x.shape)
+        for layer, (weight, bias) in enumerate(zip(self.weights, self.biases)):
+            hidden = torch.baddbmm(bias, hidden, weight)
+            if layer < len(self.weights) - 1:
+                hidden = torch.nn.functional.silu(hidden)
+        return hidden.squeeze(-1)
+
+
+@register_model("deep_ensemble")
+class DeepEnsembleSurrogate(_MemberEnsemble):
+    """Several small MLPs from different initialisations; variance is their disagreement.
+
+    Options: members (default 5), hidden (widths, default [64, 64]), epochs (full-batch Adam
+    steps, default 300), lr (default 0.01), weight_decay (default 1e-4), columns, seed.
+    """
+
+    def __init__(
+        self,
+        members: int = 5,
+        hidden: Sequence[int] | str = (64, 64),
+        epochs: int = 300,
+        lr: float = 0.01,
+        weight_decay: float = 1e-4,
+        columns: str | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.members = check_at_least("members", members, 2)
+        self.hidden = parse_hidden(hidden)
+        self.epochs = int(check_positive("epochs", epochs))
+        self.lr = check_positive("lr", lr)
+        self.weight_decay = float(weight_decay)
+        self.columns = columns
+        self.seed = int(seed)
+        self.device = choose_device()
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> "DeepEnsembleSurrogate":
+        X, y = check_training_data(X, y)
+        self._n_pool_columns = X.shape[1]
+        X = self._select(X)
+        self._x_scaler, self._y_scaler = Scaler.fit(X), Scaler.fit(y)
+        self._net = StackedMLP(self.members, [X.shape[1], *self.hidden, 1], torch.Generator().manual_seed(self.seed))
+        self._net.to(self.device)
+        train_x, train_y = self._tensor(self._x_scaler.apply(X)), self._tensor(self._y_scaler.apply(y))
+        optimiser = torch.optim.AdamW(self._net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        for _ in range(self.epochs):
+            optimiser.zero_grad()
+            loss = (self._net(train_x) - train_y).square().mean(dim=1).sum()
+            loss.backward()
+            optimiser.step()
+        self._final_loss = float(loss.item()) / self.members
+        return self
+
+    def _tensor(self, values: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(values, dtype=torch.float32, device=self.device)
+
+    def _members_predict(self, X: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            standardised = self._net(self._tensor(self._x_scaler.apply(X))).double().cpu().numpy()
+        return standardised * float(self._y_scaler.scale) + float(self._y_scaler.shift)
+
+    def hyperparameters(self) -> dict[str, float]:
+        return {"members": float(self.members), "train_mse_standardised": self._final_loss}
