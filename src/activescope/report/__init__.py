@@ -168,9 +168,12 @@ def _fit(spec: CampaignSpec, pool: Pool, X: np.ndarray, y: np.ndarray):
 
 
 def _map_spec(spec: CampaignSpec) -> CampaignSpec:
-    """The spec with its model swapped for a 2-D DKL on the same feature columns."""
-    columns = spec.model.options().get("columns")
-    model = ModelSpec(kind="dkl", latent_dim=2, **({"columns": columns} if columns else {}))
+    """The spec with its model swapped for a 2-D DKL: the campaign's own DKL options with
+    latent_dim=2, or a default DKL on the same feature columns as the campaign's model."""
+    options = spec.model.options()
+    if spec.model.kind != "dkl":
+        options = {"columns": options["columns"]} if options.get("columns") else {}
+    model = ModelSpec(kind="dkl", **{**options, "latent_dim": 2})
     return spec.model_copy(update={"model": model})
 
 
