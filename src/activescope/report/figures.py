@@ -37,7 +37,7 @@ def best_so_far_figure(
 ) -> Figure:
     """Best measured value against measurement count, with the exact random expectation when the
     pool's true values are known and a dashed line at the pool's true best."""
-    fig = Figure(figsize=(6.0, 4.0))
+    fig = Figure(figsize=(6.0, 4.0), layout="constrained")
     ax = fig.add_subplot()
     count = np.arange(1, len(values_in_order) + 1)
     ax.plot(count, best_so_far(values_in_order, goal), color=CAMPAIGN_COLOR, lw=2, label="campaign")
@@ -60,7 +60,7 @@ def recall_figure(
 ) -> Figure:
     """Top-k recall against measurement count, one panel per k (label → k), each with the exact
     random-sampling expectation."""
-    fig = Figure(figsize=(5.0 * len(ks), 4.0))
+    fig = Figure(figsize=(5.0 * len(ks), 4.0), layout="constrained")
     axes = fig.subplots(1, len(ks), squeeze=False)[0]
     count = np.arange(1, len(values_in_order) + 1)
     for ax, (label, k) in zip(axes, ks.items()):
@@ -81,7 +81,7 @@ def recall_figure(
 def parity_figure(y_true: np.ndarray, mean: np.ndarray, variance: np.ndarray, stats: dict[str, float], target: str) -> Figure:
     """Left: predicted vs true values with ±2σ bars on a readable subsample; right: calibration,
     the observed fraction of true values inside the central p-interval of the predicted Gaussian."""
-    fig = Figure(figsize=(10.0, 4.4))
+    fig = Figure(figsize=(10.0, 4.4), layout="constrained")
     ax, cal = fig.subplots(1, 2)
     sd = np.sqrt(np.clip(variance, 0, None))
     ax.scatter(y_true, mean, s=5, alpha=0.35, color=CAMPAIGN_COLOR, lw=0, label="unmeasured candidates")
@@ -112,16 +112,19 @@ def latent_figure(
     latent: np.ndarray, colour: np.ndarray, sd: np.ndarray, measured: np.ndarray, colour_label: str
 ) -> Figure:
     """2-D latent map: left coloured by `colour` (the target), right by predictive σ; measured
-    points are outlined in both panels."""
-    fig = Figure(figsize=(11.0, 4.6))
+    points are outlined in both panels. Colour scales span the 1st–99th percentile so that a few
+    extreme values do not wash out the map."""
+    fig = Figure(figsize=(11.0, 4.6), layout="constrained")
     axes = fig.subplots(1, 2)
     for ax, values, label, cmap in ((axes[0], colour, colour_label, "viridis"),
                                     (axes[1], sd, "predictive σ", "magma")):
         order = np.argsort(values)
-        points = ax.scatter(latent[order, 0], latent[order, 1], c=values[order], s=6, cmap=cmap, lw=0)
+        low, high = np.nanpercentile(values, [1, 99])
+        points = ax.scatter(latent[order, 0], latent[order, 1], c=values[order], s=6, cmap=cmap, lw=0,
+                            vmin=low, vmax=high)
         ax.scatter(latent[measured, 0], latent[measured, 1], s=22, facecolors="none", edgecolors="red", lw=0.8,
                    label="measured")
-        fig.colorbar(points, ax=ax, label=label)
+        fig.colorbar(points, ax=ax, label=f"{label} (1–99th percentile)", extend="both")
         ax.set_xlabel("latent 1")
         ax.set_ylabel("latent 2")
         ax.legend(loc="best", fontsize=8)
@@ -132,7 +135,7 @@ def latent_figure(
 
 def timings_figure(rounds: pd.DataFrame) -> Figure:
     """Wall seconds per round, stacked by phase (fit, predict, select, measure)."""
-    fig = Figure(figsize=(7.0, 3.6))
+    fig = Figure(figsize=(7.0, 3.6), layout="constrained")
     ax = fig.add_subplot()
     bottom = np.zeros(len(rounds))
     for phase in ROUND_PHASES:
@@ -141,7 +144,7 @@ def timings_figure(rounds: pd.DataFrame) -> Figure:
             ax.bar(rounds["round"], seconds, bottom=bottom, label=phase.removesuffix("_s"), width=0.8)
             bottom += seconds
     ax.set_xlabel("round")
-    ax.set_ylabel("wall time (s)")
+    ax.set_ylabel("time (s)")
     ax.set_title("Time per round")
     ax.legend(fontsize=8, ncols=4)
     ax.grid(alpha=0.3, axis="y")
@@ -157,7 +160,7 @@ def strategy_recall_figure(
     curves maps measure → strategy → (seeds, measurements) array; random_curves maps measure →
     expected recall per measurement count.
     """
-    fig = Figure(figsize=(5.5 * len(curves), 4.2))
+    fig = Figure(figsize=(5.5 * len(curves), 4.2), layout="constrained")
     axes = fig.subplots(1, len(curves), squeeze=False)[0]
     for ax, (measure, by_strategy) in zip(axes, curves.items()):
         for strategy, runs in by_strategy.items():
