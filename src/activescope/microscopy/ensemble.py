@@ -1,0 +1,269 @@
+"""Deep ensembles for atom finding: batched prediction and per-atom uncertainty.
+
+Members share one architecture and differ in initial weights and batch order (trained from
+scratch) or only in batch order after a common baseline (short fine-tunes). At inference all
+members run as ONE vectorised computation (``torch.func.stack_module_state`` +
+``functional_call`` under ``vmap``), giving mean and variance probability maps. Per-atom
+uncertainty comes from grouping the members' own detections: detections of different members
+within ``cluster_radius_px`` form one atom, whose detection frequency, positional spread and
+class disagreement say how much the ensemble agrees about it.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+from scipy.spatial import cKDTree
+from torch.func import functional_call, stack_module_state
+
+from activescope.errors import DataError, SpecError
+from activescope.microscopy.checkpoint import ModelCard, load_checkpoint
+from activescope.microscopy.metrics import detection_scores
+from activescope.microscopy.nets import UNet
+from activescope.microscopy.predict import (atoms_from_probabilities, default_device,
+                                            fuse_batchnorm, to_network_input, validate_images)
+from activescope.microscopy.simulate import SimConfig, lattice_classes
+from activescope.microscopy.train import (SimulatedFrames, TrainConfig, TrainedModel, Trainer,
+                                          TrainHistory, ValidationSet, train_on_simulation)
+
+UNCERTAINTY_COLUMNS = ["n_detections", "detection_freq", "pos_spread_px", "class_disagreement",
+                       "prob_std", "uncertainty"]
+
+
+@dataclass
+class EnsembleMaps:
+    """Probability maps ``(N, C, H, W)``: members' mean and variance, plus each member's."""
+
+    mean: np.ndarray
+    variance: np.ndarray
+    members: np.ndarray
+
+    @property
+    def atom_variance(self) -> np.ndarray:
+        """Variance across members of the atom probability ``1 - p(background)``, ``(N, H, W)``."""
+        return self.variance[:, 0]
+
+
+class Ensemble:
+    """A trained ensemble turned into an atom finder with per-atom uncertainty.
+
+    Args:
+        members: at least two trained networks of one architecture.
+        classes: class names per output channel, background first.
+        cluster_radius_px: detections of different members closer than this are one atom.
+        min_frequency: fraction of members that must find an atom for it to be reported.
+        threshold, min_distance_px, refine, edge_px: passed to ``locate.find_atoms``.
+    """
+
+    def __init__(self, members: Sequence[UNet], classes: Sequence[str],
+                 device: str | torch.device | None = None, threshold: float = 0.5,
+                 min_distance_px: int = 3, refine: bool = True, edge_px: int = 0,
+                 cluster_radius_px: float = 2.5, min_frequency: float = 0.5,
+                 batch_size: int = 2) -> None:
+        if len(members) < 2:
+            raise SpecError(f"an ensemble needs at least 2 members, got {len(members)}")
+        if any(member.n_classes != len(classes) for member in members):
+            raise DataError(f"ensemble members do not all have {len(classes)} output classes")
+        self.device = torch.device(device) if device is not None else default_device()
+        fused = [fuse_batchnorm(member).to(self.device) for member in members]
+        self.params, self.buffers = stack_module_state(fused)
+        self.template = copy.deepcopy(fused[0]).to("meta")
+        self.size_multiple = fused[0].size_multiple
+        self.classes = list(classes)
+        self.find_kwargs = dict(threshold=threshold, min_distance_px=min_distance_px,
+                                refine=refine, edge_px=edge_px)
+        self.cluster_radius_px = cluster_radius_px
+        self.min_frequency = min_frequency
+        self.batch_size = batch_size
+
+    @property
+    def n_members(self) -> int:
+        return next(iter(self.params.values())).shape[0]
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, classes: Sequence[str] | None = None,
+                        device: str | torch.device | None = None, **kwargs) -> "Ensemble":
+        """Load an ensemble checkpoint (``save_checkpoint`` with a list of members)."""
+        members, card = load_checkpoint(path, classes, device or default_device())
+        if len(members) < 2:
+            raise DataError(f"checkpoint {path} holds one model, not an ensemble")
+        return cls(members, card.classes, device, **kwargs)
+
+    def _forward(self, batch: torch.Tensor) -> torch.Tensor:
+        """All members on one batch ``(B, 1, H, W)`` -> softmax ``(M, B, C, H, W)``."""
+        def one_member(params: dict, buffers: dict, x: torch.Tensor) -> torch.Tensor:
+            return functional_call(self.template, (params, buffers), (x,))
+        logits = torch.vmap(one_member, in_dims=(0, 0, None))(self.params, self.buffers, batch)
+        return torch.softmax(logits, dim=2)
+
+    def probabilities(self, images: np.ndarray | torch.Tensor) -> EnsembleMaps:
+        """Frames ``(H, W)`` or ``(N, H, W)`` -> mean, variance and per-member maps."""
+        stack = validate_images(images)
+        height, width = stack.shape[1:]
+        outputs = []
+        with torch.inference_mode():
+            for start in range(0, len(stack), self.batch_size):
+                batch = to_network_input(stack[start:start + self.batch_size],
+                                         self.size_multiple, self.device)
+                outputs.append(self._forward(batch)[..., :height, :width].float().cpu())
+        members = torch.cat(outputs, dim=1)
+        return EnsembleMaps(members.mean(0).numpy(), members.var(0).numpy(), members.numpy())
+
+    def member_atoms(self, maps: EnsembleMaps) -> pd.DataFrame:
+        """Every member's detections: columns x, y, cls, score, frame, member."""
+        n_members, n_frames = maps.members.shape[:2]
+        flat = maps.members.reshape(n_members * n_frames, *maps.members.shape[2:])
+        atoms = atoms_from_probabilities(flat, **self.find_kwargs)
+        member, frame = np.divmod(atoms["frame"].to_numpy(), n_frames)
+        return atoms.assign(frame=frame, member=member)
+
+    def find(self, images: np.ndarray | torch.Tensor) -> pd.DataFrame:
+        """Consensus atoms with uncertainty columns (see ``group_detections``)."""
+        return self.find_with_maps(images)[0]
+
+    def find_with_maps(self, images: np.ndarray | torch.Tensor
+                       ) -> tuple[pd.DataFrame, EnsembleMaps]:
+        """Consensus atoms and the probability maps they came from."""
+        maps = self.probabilities(images)
+        atoms = self.group_all(maps)
+        return atoms[atoms["detection_freq"] >= self.min_frequency].reset_index(drop=True), maps
+
+    def group_all(self, maps: EnsembleMaps) -> pd.DataFrame:
+        """Every atom any member found, with its uncertainty columns (no frequency cut)."""
+        return group_detections(self.member_atoms(maps), self.n_members,
+                                self.cluster_radius_px, maps.members)
+
+    def rank_members(self, images: np.ndarray | torch.Tensor, tol_px: float = 3.0) -> pd.DataFrame:
+        """Each member's agreement (F1) with the ensemble consensus on these frames, best first.
+
+        Useful for choosing which member(s) to trust on a new kind of frame.
+        """
+        maps = self.probabilities(images)
+        detections = self.member_atoms(maps)
+        consensus = group_detections(detections, self.n_members, self.cluster_radius_px,
+                                     maps.members)
+        consensus = consensus[consensus["detection_freq"] >= self.min_frequency]
+        n_frames = maps.mean.shape[0]
+        truth = [consensus[consensus["frame"] == k] for k in range(n_frames)]
+        rows = []
+        for member in range(self.n_members):
+            own = detections[detections["member"] == member]
+            result = detection_scores([own[own["frame"] == k] for k in range(n_frames)], truth,
+                                      tol_px)
+            rows.append({"member": member, "agreement_f1": float(result.f1)})
+        return pd.DataFrame(rows).sort_values("agreement_f1", ascending=False,
+                                              ignore_index=True)
+
+    def best_members(self, images: np.ndarray | torch.Tensor, k: int = 1) -> list[int]:
+        """Indices of the ``k`` members agreeing most with the consensus on ``images``."""
+        return self.rank_members(images)["member"].head(k).tolist()
+
+
+def group_detections(detections: pd.DataFrame, n_members: int, radius_px: float,
+                     member_maps: np.ndarray | None = None) -> pd.DataFrame:
+    """Cluster members' detections into atoms and measure the members' agreement on each.
+
+    Detections (columns x, y, cls, score, frame, member) closer than ``radius_px`` in the same
+    frame are linked; each connected group is one atom with: mean position, majority class,
+    ``n_detections`` (distinct members), ``detection_freq`` (= n_detections / n_members),
+    ``pos_spread_px`` (RMS distance of detections from their centroid), ``class_disagreement``
+    (fraction of detections not of the majority class), ``prob_std`` (std across members of the
+    atom probability at the centroid, when ``member_maps`` ``(M, N, C, H, W)`` are given) and
+    ``uncertainty`` = 1 - detection_freq x (1 - class_disagreement), in [0, 1).
+    """
+    columns = ["x", "y", "cls", "score", "frame", *UNCERTAINTY_COLUMNS]
+    if detections.empty:
+        return pd.DataFrame(columns=columns)
+    frame = detections["frame"].to_numpy()
+    xy = detections[["x", "y"]].to_numpy(dtype=float)
+    spaced = xy + np.stack([frame * (xy[:, 0].max() + 10 * radius_px + 1), 0 * frame], axis=1)
+    pairs = cKDTree(spaced).query_pairs(radius_px, output_type="ndarray")
+    graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])),
+                       shape=(len(xy), len(xy)))
+    _, group = connected_components(graph, directed=False)
+    table = detections.assign(group=group)
+    by_group = table.groupby("group")
+    centre = by_group[["x", "y"]].transform("mean").to_numpy()
+    table["sq_dist"] = ((xy - centre) ** 2).sum(axis=1)
+    majority = table.groupby(["group", "cls"]).size().unstack(fill_value=0)
+    summary = by_group.agg(x=("x", "mean"), y=("y", "mean"), score=("score", "mean"),
+                           frame=("frame", "first"), n_detections=("member", "nunique"),
+                           n_rows=("member", "size"), mean_sq=("sq_dist", "mean"))
+    summary["cls"] = majority.idxmax(axis=1).reindex(summary.index)
+    summary["class_disagreement"] = 1.0 - majority.max(axis=1).reindex(summary.index) / summary["n_rows"]
+    summary["detection_freq"] = summary["n_detections"] / n_members
+    summary["pos_spread_px"] = np.sqrt(summary["mean_sq"])
+    summary["prob_std"] = np.nan
+    if member_maps is not None:
+        rows = np.clip(np.rint(summary["y"]).astype(int), 0, member_maps.shape[-2] - 1)
+        cols = np.clip(np.rint(summary["x"]).astype(int), 0, member_maps.shape[-1] - 1)
+        atom_prob = 1.0 - member_maps[:, summary["frame"].to_numpy(), 0, rows, cols]
+        summary["prob_std"] = atom_prob.std(axis=0)
+    summary["uncertainty"] = 1.0 - summary["detection_freq"] * (1.0 - summary["class_disagreement"])
+    return summary[columns].reset_index(drop=True)
+
+
+@dataclass
+class TrainedEnsemble:
+    """Trained members with their card and histories."""
+
+    members: list[UNet]
+    card: ModelCard
+    histories: list[TrainHistory]
+
+
+def train_ensemble(sim: SimConfig, config: TrainConfig, n_members: int,
+                   architecture: str = "lite_unet", architecture_kwargs: dict | None = None,
+                   mode: str = "scratch", finetune_steps: int = 100,
+                   baseline: TrainedModel | None = None, val_frames: int = 0,
+                   device: str | torch.device | None = None,
+                   progress: bool = True) -> TrainedEnsemble:
+    """Train ``n_members`` networks on simulated frames.
+
+    ``mode="scratch"``: member ``k`` uses weight seed and batch seed ``config.seed + k``.
+    ``mode="finetune"``: one baseline (given, or trained with ``config``) is copied and each copy
+    is fine-tuned for ``finetune_steps`` steps at a tenth of the learning rate with its own
+    batch order - much cheaper, less diverse.
+    """
+    if n_members < 2:
+        raise SpecError(f"an ensemble needs at least 2 members, got {n_members}")
+    if mode not in ("scratch", "finetune"):
+        raise SpecError(f"ensemble mode must be 'scratch' or 'finetune', got {mode!r}")
+    kwargs = dict(architecture_kwargs or {})
+    classes = lattice_classes(sim.lattice)
+    members, histories = [], []
+    if mode == "scratch":
+        for k in range(n_members):
+            trained = train_on_simulation(sim, replace(config, seed=config.seed + k, batch_seed=None),
+                                          architecture, kwargs, val_frames=0, device=device,
+                                          progress=progress)
+            members.append(trained.model)
+            histories.append(trained.history)
+        card = trained.card
+    else:
+        base = baseline or train_on_simulation(sim, config, architecture, kwargs, val_frames=0,
+                                               device=device, progress=progress)
+        tune = replace(config, steps=finetune_steps, learning_rate=config.learning_rate / 10)
+        for k in range(n_members):
+            member = copy.deepcopy(base.model)
+            trainer = Trainer(member, SimulatedFrames(sim, config.crop_size),
+                              replace(tune, batch_seed=config.seed + 1000 + k), device)
+            histories.append(trainer.fit(progress=progress))
+            members.append(trainer.model)
+        card = base.card
+    card = replace(card, training={**card.training, "ensemble_mode": mode,
+                                   "finetune_steps": finetune_steps if mode == "finetune" else 0})
+    if val_frames > 0:
+        validation = ValidationSet.simulated(sim, val_frames, seed=20_000 + config.seed)
+        card.training["ensemble_val_f1"] = validation.score(
+            Ensemble(members, classes, device).find(validation.images)).f1
+    return TrainedEnsemble(members, card, histories)
+

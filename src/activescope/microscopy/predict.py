@@ -1,0 +1,151 @@
+"""Predictor: images -> class probabilities -> atoms (AtomAI-style split from training).
+
+Images are validated (``DataError`` for wrong dimensions, NaN/inf, empty or constant frames),
+standardised per frame, reflect-padded to a multiple of the network's ``size_multiple``, and
+run under ``torch.inference_mode`` with batch norm folded into the convolutions. Atoms come
+from ``locate.find_atoms`` on the probability maps.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from torch.nn import functional as F
+from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+from activescope.errors import DataError
+from activescope.microscopy.augment import standardize
+from activescope.microscopy.checkpoint import load_checkpoint
+from activescope.microscopy.locate import find_atoms
+from activescope.microscopy.nets import ConvBlock, UNet
+
+MIN_FRAME_PX = 16
+
+
+def default_device() -> torch.device:
+    """CUDA when available, else CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def validate_images(images: np.ndarray | torch.Tensor) -> np.ndarray:
+    """Check a frame ``(H, W)`` or stack ``(N, H, W)``; return a float32 ``(N, H, W)`` array."""
+    array = images.detach().cpu().numpy() if isinstance(images, torch.Tensor) else np.asarray(images)
+    if array.ndim == 3 and array.shape[-1] in (3, 4) and array.shape[0] > 4:
+        raise DataError(f"image has shape {array.shape}: colour images are not supported, "
+                        "give one grey-scale channel")
+    if array.ndim not in (2, 3):
+        raise DataError(f"expected an image (H, W) or a stack (N, H, W), got shape {array.shape}")
+    if array.size == 0:
+        raise DataError(f"image is empty (shape {array.shape})")
+    if not np.issubdtype(array.dtype, np.number) or np.issubdtype(array.dtype, np.complexfloating):
+        raise DataError(f"image must be real numbers, got dtype {array.dtype}")
+    array = array.astype(np.float32, copy=False)
+    stack = array[None] if array.ndim == 2 else array
+    if min(stack.shape[1:]) < MIN_FRAME_PX:
+        raise DataError(f"image {stack.shape[1:]} is smaller than {MIN_FRAME_PX} pixels per side")
+    if not np.isfinite(stack).all():
+        raise DataError("image contains NaN or infinite pixels")
+    flat = stack.reshape(len(stack), -1)
+    constant = np.flatnonzero(flat.max(axis=1) == flat.min(axis=1))
+    if constant.size:
+        raise DataError(f"frame {int(constant[0])} is constant (no contrast): nothing to find")
+    return stack
+
+
+def to_network_input(images: np.ndarray, multiple: int, device: torch.device) -> torch.Tensor:
+    """Standardise frames ``(N, H, W)`` and reflect-pad to multiples of ``multiple`` pixels.
+
+    Returns ``(N, 1, H', W')``; the original frame is the top-left ``(H, W)`` corner.
+    """
+    batch = standardize(torch.as_tensor(images, device=device)[:, None])
+    height, width = batch.shape[-2:]
+    pad_h, pad_w = -height % multiple, -width % multiple
+    if pad_h or pad_w:
+        mode = "reflect" if pad_h < height and pad_w < width else "replicate"
+        batch = F.pad(batch, (0, pad_w, 0, pad_h), mode=mode)
+    return batch
+
+
+def fuse_batchnorm(model: UNet) -> UNet:
+    """Copy of an eval-mode network with every BatchNorm folded into its convolution."""
+    fused = copy.deepcopy(model).eval()
+    for block in fused.modules():
+        if not isinstance(block, ConvBlock):
+            continue
+        for index in range(0, len(block), 3):
+            conv, norm = block[index], block[index + 1]
+            if isinstance(conv, nn.Sequential):
+                conv[-1] = fuse_conv_bn_eval(conv[-1], norm)
+            else:
+                block[index] = fuse_conv_bn_eval(conv, norm)
+            block[index + 1] = nn.Identity()
+    return fused
+
+
+class Predictor:
+    """One trained network turned into an atom finder.
+
+    Args:
+        model: a trained network (its batch norm is folded in for speed).
+        classes: class names per output channel, background first.
+        threshold, min_distance_px, refine, edge_px: passed to ``locate.find_atoms``.
+        batch_size: frames per forward pass (memory vs. throughput).
+    """
+
+    def __init__(self, model: UNet, classes: Sequence[str], device: str | torch.device | None = None,
+                 threshold: float = 0.5, min_distance_px: int = 3, refine: bool = True,
+                 edge_px: int = 0, batch_size: int = 4) -> None:
+        if model.n_classes != len(classes):
+            raise DataError(f"network has {model.n_classes} output classes but {len(classes)} "
+                            f"class names were given: {list(classes)}")
+        self.device = torch.device(device) if device is not None else default_device()
+        self.model = fuse_batchnorm(model).to(self.device)
+        self.classes = list(classes)
+        self.find_kwargs = dict(threshold=threshold, min_distance_px=min_distance_px,
+                                refine=refine, edge_px=edge_px)
+        self.batch_size = batch_size
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, classes: Sequence[str] | None = None,
+                        device: str | torch.device | None = None, **kwargs) -> "Predictor":
+        """Load a single-model checkpoint (the first member of an ensemble checkpoint)."""
+        models, card = load_checkpoint(path, classes, device or default_device())
+        return cls(models[0], card.classes, device, **kwargs)
+
+    def probabilities(self, images: np.ndarray | torch.Tensor) -> np.ndarray:
+        """Frames ``(H, W)`` or ``(N, H, W)`` -> class probabilities ``(N, C, H, W)`` float32."""
+        stack = validate_images(images)
+        height, width = stack.shape[1:]
+        out = []
+        with torch.inference_mode():
+            for start in range(0, len(stack), self.batch_size):
+                batch = to_network_input(stack[start:start + self.batch_size],
+                                         self.model.size_multiple, self.device)
+                logits = self.model(batch)[..., :height, :width]
+                out.append(torch.softmax(logits, dim=1).float().cpu().numpy())
+        return np.concatenate(out)
+
+    def find(self, images: np.ndarray | torch.Tensor) -> pd.DataFrame:
+        """Atoms in every frame: columns x, y (pixels), cls, score, frame."""
+        return self.find_with_probabilities(images)[0]
+
+    def find_with_probabilities(self, images: np.ndarray | torch.Tensor
+                                ) -> tuple[pd.DataFrame, np.ndarray]:
+        """Atoms and the probability maps they came from."""
+        probs = self.probabilities(images)
+        return atoms_from_probabilities(probs, **self.find_kwargs), probs
+
+
+def atoms_from_probabilities(probs: np.ndarray, **find_kwargs) -> pd.DataFrame:
+    """``find_atoms`` on ``(N, C, H, W)`` maps, always with a ``frame`` column."""
+    atoms = find_atoms(probs, **find_kwargs)
+    if "frame" not in atoms.columns:
+        atoms = atoms.assign(frame=0)
+    return atoms
+
