@@ -15,7 +15,7 @@ import torch
 from gpytorch.kernels import MaternKernel, RBFKernel, ScaleKernel
 
 from ..errors import SpecError
-from ._torch import row_batches
+from ._torch import PREDICT_BATCH_ROWS, row_batches
 from .base import register_model
 from .gp import ExactGPModel, GPSurrogate, check_choice, check_positive, make_likelihood
 
@@ -51,7 +51,8 @@ class DKLSurrogate(GPSurrogate):
     Options: hidden (MLP widths, default [64, 32]), latent_dim (default 2), kernel ("rbf" or
     "matern" on the latent), columns (feature block, default all), fit_iters (Adam steps on a
     fresh fit), warm_iters (steps when warm-starting from the previous round's weights), lr,
-    warm_start (default true), seed (weight initialisation; fits are deterministic on CPU).
+    warm_start (default true), seed (weight initialisation; fits are deterministic on CPU),
+    batch_rows (prediction batch size).
     """
 
     def __init__(
@@ -65,8 +66,11 @@ class DKLSurrogate(GPSurrogate):
         lr: float = 0.01,
         warm_start: bool = True,
         seed: int = 0,
+        batch_rows: int = PREDICT_BATCH_ROWS,
     ) -> None:
-        super().__init__(kernel="rbf", columns=columns, fit_iters=fit_iters, warm_iters=warm_iters, lr=lr, warm_start=warm_start)
+        super().__init__(
+            kernel="rbf", columns=columns, fit_iters=fit_iters, warm_iters=warm_iters, lr=lr, warm_start=warm_start, batch_rows=batch_rows
+        )
         self.kernel = check_choice("kernel", kernel, DKL_KERNELS)
         self.hidden = parse_hidden(hidden)
         self.latent_dim = int(check_positive("latent_dim", latent_dim))
@@ -86,7 +90,7 @@ class DKLSurrogate(GPSurrogate):
         Z = self._prepare(X)
         latent = np.empty((len(Z), self.latent_dim))
         with torch.no_grad():
-            for rows in row_batches(len(Z)):
+            for rows in row_batches(len(Z), self.batch_rows):
                 latent[rows] = model.latent(self._tensor(Z[rows])).cpu().numpy()
         return latent
 

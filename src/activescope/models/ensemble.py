@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from sklearn.ensemble import RandomForestRegressor
 
-from ._torch import Scaler, check_prediction_input, check_training_data, choose_device, row_batches
+from ._torch import PREDICT_BATCH_ROWS, Scaler, check_prediction_input, check_training_data, choose_device, row_batches
 from .base import ColumnSelection, register_model
 from .dkl import parse_hidden
 from .gp import check_at_least, check_positive
@@ -36,6 +36,8 @@ def member_covariance(member_predictions: np.ndarray) -> tuple[np.ndarray, np.nd
 class _MemberEnsemble(ColumnSelection):
     """Shared predict/predict_joint for models that expose a (members, m) prediction matrix."""
 
+    batch_rows: int = PREDICT_BATCH_ROWS
+
     def _members_predict(self, X: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
@@ -49,7 +51,7 @@ class _MemberEnsemble(ColumnSelection):
         X = self._checked(X)
         mean = np.empty(len(X))
         variance = np.empty(len(X))
-        for rows in row_batches(len(X)):
+        for rows in row_batches(len(X), self.batch_rows):
             mean[rows], variance[rows] = member_statistics(self._members_predict(X[rows]))
         return mean, variance
 

@@ -24,7 +24,7 @@ from gpytorch.likelihoods import GaussianLikelihood
 from gpytorch.priors import LogNormalPrior
 
 from ..errors import DataError, SpecError
-from ._torch import Scaler, check_prediction_input, check_training_data, choose_device, row_batches
+from ._torch import PREDICT_BATCH_ROWS, Scaler, check_prediction_input, check_training_data, choose_device, row_batches
 from .base import ColumnSelection, register_model
 from .kernels import TanimotoKernel
 
@@ -120,7 +120,8 @@ class GPSurrogate(ColumnSelection):
     Options (the spec's `model:` keys): kernel ("matern" ARD Matern-5/2, "rbf" ARD RBF, or
     "tanimoto" for count fingerprints), columns (feature block name, e.g. "morgan"; default all
     columns), fit_iters (Adam steps on a fresh fit), warm_iters (steps when refitting from the
-    previous round's hyperparameters), lr (Adam step size), warm_start (reuse the previous fit).
+    previous round's hyperparameters), lr (Adam step size), warm_start (reuse the previous fit),
+    batch_rows (prediction batch size; memory grows as batch_rows x n_train).
     """
 
     def __init__(
@@ -131,8 +132,10 @@ class GPSurrogate(ColumnSelection):
         warm_iters: int = 30,
         lr: float = 0.05,
         warm_start: bool = True,
+        batch_rows: int = PREDICT_BATCH_ROWS,
     ) -> None:
         self.kernel = check_choice("kernel", kernel, GP_KERNELS)
+        self.batch_rows = check_at_least("batch_rows", batch_rows, 1)
         self.columns = columns
         self.fit_iters = int(check_positive("fit_iters", fit_iters))
         self.warm_iters = int(check_positive("warm_iters", warm_iters))
@@ -182,7 +185,7 @@ class GPSurrogate(ColumnSelection):
         mean = np.empty(len(Z))
         variance = np.empty(len(Z))
         with torch.no_grad():
-            for rows in row_batches(len(Z)):
+            for rows in row_batches(len(Z), self.batch_rows):
                 z = model.latent(self._tensor(Z[rows]))
                 cross = model.covar_module(z, cache.train_latent).to_dense()
                 prior_var = model.covar_module(z, diag=True)
