@@ -237,11 +237,16 @@ class Store:
         return left == 0
 
     def _finish(self, db: sqlite3.Connection, round_: int, now: str, measure_s: float | None) -> None:
+        """Close a round: best value so far, and total_s = model time (fit, predict, select) plus
+        the wall time from recording the batch to its last result."""
         best = db.execute(f"SELECT {'MAX' if self.goal == 'maximize' else 'MIN'}(value) FROM measurements").fetchone()[0]
-        started = db.execute("SELECT started FROM rounds WHERE round = ?", (round_,)).fetchone()[0]
+        started, model_s = db.execute(
+            "SELECT started, COALESCE(fit_s, 0) + COALESCE(predict_s, 0) + COALESCE(select_s, 0) FROM rounds WHERE round = ?",
+            (round_,),
+        ).fetchone()
         db.execute(
             "UPDATE rounds SET finished = ?, best = ?, measure_s = COALESCE(?, measure_s), total_s = ? WHERE round = ?",
-            (now, best, measure_s, _seconds_between(started, now), round_),
+            (now, best, measure_s, model_s + _seconds_between(started, now), round_),
         )
 
     # -- reading ---------------------------------------------------------------------------------
@@ -294,7 +299,9 @@ class Store:
         return pd.read_sql_query("SELECT * FROM selections ORDER BY round, position", self._conn)
 
     def rounds(self) -> pd.DataFrame:
-        """One row per round with timings (seconds), best value so far and hyperparameters (dict)."""
+        """One row per round: started (when its batch was recorded) and finished (ISO UTC), timings
+        in seconds (fit_s, predict_s, select_s, measure_s, total_s), best value so far and
+        hyperparameters (dict)."""
         df = pd.read_sql_query("SELECT * FROM rounds ORDER BY round", self._conn)
         df["hyperparameters"] = df["hyperparameters"].map(json.loads)
         return df
