@@ -24,6 +24,7 @@ from . import html as markup
 
 PARITY_SAMPLE = 5000
 BEST_ROWS = 10
+MAX_HYPERPARAMETERS = 12
 REPORT_NAME = "report.html"
 
 
@@ -135,8 +136,9 @@ def _summary(run: _Run) -> str:
         items["time per round (median / total)"] = f"{np.median(seconds):.2f} s / {_duration(seconds.sum())}"
     if len(run.rounds) and "hyperparameters" in run.rounds:
         last = run.rounds["hyperparameters"].iloc[-1]
+        shown = list(dict(last).items())[:MAX_HYPERPARAMETERS]
         items["last round's hyperparameters"] = ", ".join(
-            f"{k}={v:.4g}" if isinstance(v, (int, float)) else f"{k}={v}" for k, v in dict(last).items()
+            f"{k}={v:.4g}" if isinstance(v, (int, float)) else f"{k}={v}" for k, v in shown
         )
     return markup.key_value_table(items)
 
@@ -238,11 +240,9 @@ def _best_table(run: _Run) -> str:
         "round": best["round"].to_numpy(dtype=int),
     })
     if run.all_values is not None:
-        pool = run.all_values[np.isfinite(run.all_values)]
-        better = pool[None, :] > frame[run.target].to_numpy()[:, None]
-        if run.goal == "minimize":
-            better = pool[None, :] < frame[run.target].to_numpy()[:, None]
-        frame["rank in pool"] = better.sum(axis=1) + 1
+        sign = 1.0 if run.goal == "maximize" else -1.0
+        pool = sign * run.all_values[np.isfinite(run.all_values)]
+        frame["rank in pool"] = (pool[None, :] > sign * frame[run.target].to_numpy()[:, None]).sum(axis=1) + 1
     raw_columns: list[str] = []
     if "smiles" in run.pool.info:
         smiles = run.pool.info["smiles"].to_numpy()[best["_row"].to_numpy()]
