@@ -49,6 +49,7 @@ def test_top_level_must_be_a_mapping():
         ("target", {"goal": "up"}, r"target\.goal: Input should be 'maximize' or 'minimize'"),
         ("model", {"kind": "svm"}, r"model: unknown model kind 'svm'; allowed: .*gp"),
         ("data", {"source": "excel"}, r"data: unknown data source 'excel'; allowed: .*qm9"),
+        ("data", {"subsett": 5}, r"data: subsett: unknown field"),
         ("oracle", {"kind": "psychic"}, r"oracle: unknown oracle kind 'psychic'; allowed: asktell, .*dataset"),
         ("oracle", {"delay_s": -1}, r"oracle: delay_s: Input should be greater than or equal to 0"),
         ("oracle", {"scalarizer": "median"}, r"oracle: unknown scalarizer 'median'; allowed: .*loop_area"),
