@@ -122,8 +122,9 @@ def run_bench(
     progress: bool = True,
     pool: Pool | None = None,
 ) -> pd.DataFrame:
-    """Run every strategy × seed and write results.csv, curves.csv, results.md and bench.png to
-    `out_dir`; return the per-run results (one row per strategy and seed).
+    """Run every strategy × seed and write results.csv, curves.csv (both rewritten after every
+    run), results.md and bench.png to `out_dir`; return the per-run results (one row per strategy
+    and seed).
 
     `pool`, when given, is used for the base spec's data section instead of building it.
     """
@@ -157,11 +158,10 @@ def run_bench(
                     "best_value": last["best"], "median_round_s": round_s, "total_s": total_s,
                     "run_dir": str(run_dir),
                 })
+                results, curve_table = pd.DataFrame(rows), pd.concat(curves, ignore_index=True)
+                results.to_csv(out_dir / "results.csv", index=False)  # partial results survive an interrupt
+                curve_table.to_csv(out_dir / "curves.csv", index=False)
                 bar.advance(task)
-    results = pd.DataFrame(rows)
-    curve_table = pd.concat(curves, ignore_index=True)
-    results.to_csv(out_dir / "results.csv", index=False)
-    curve_table.to_csv(out_dir / "curves.csv", index=False)
     reference = _labels(pools.get(base_data), spec)
     (out_dir / "results.md").write_text(results_markdown(results, spec, reference), encoding="utf-8")
     _write_figure(curve_table, reference, spec, out_dir / "bench.png")
@@ -179,9 +179,9 @@ def _curves(values: np.ndarray, all_values: np.ndarray, goal: str) -> pd.DataFra
     })
 
 
-def _mean_sd(series: pd.Series, fmt: str) -> str:
+def _mean_sd(series: pd.Series, fmt: str, sd_fmt: str | None = None) -> str:
     sd = series.std(ddof=1) if len(series) > 1 else 0.0
-    return f"{series.mean():{fmt}} ± {sd:{fmt}}"
+    return f"{series.mean():{fmt}} ± {sd:{sd_fmt or fmt}}"
 
 
 def results_markdown(results: pd.DataFrame, spec: CampaignSpec, all_values: np.ndarray) -> str:
@@ -201,7 +201,7 @@ def results_markdown(results: pd.DataFrame, spec: CampaignSpec, all_values: np.n
     for name, runs in results.groupby("strategy", sort=False):
         lines.append(
             f"| {name} | {len(runs)} | {_mean_sd(runs['top100_recall'], '.3f')} | {_mean_sd(runs['top1pct_recall'], '.3f')} | "
-            f"{_mean_sd(runs['best_value'], '.4g')} | {runs['median_round_s'].median():.2f} | {runs['total_s'].sum() / 60:.2f} |"
+            f"{_mean_sd(runs['best_value'], '.4g', '.2g')} | {runs['median_round_s'].median():.2f} | {runs['total_s'].sum() / 60:.2f} |"
         )
     top100 = random_recall_expectation(all_values, min(100, finite), budget, spec.target.goal)[-1]
     top1 = random_recall_expectation(all_values, top_fraction_k(finite), budget, spec.target.goal)[-1]
