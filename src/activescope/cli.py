@@ -133,7 +133,11 @@ def _print_summary(summary: "CampaignSummary") -> None:
 
 
 def _finish(campaign: "Campaign", progress: bool, report: bool) -> None:
-    summary = campaign.run(progress=progress)
+    try:
+        summary = campaign.run(progress=progress)
+    except KeyboardInterrupt:
+        typer.echo(f"interrupted; continue with: activescope resume {campaign.store.run_dir}", err=True)
+        raise typer.Exit(130) from None
     _print_summary(summary)
     if campaign.oracle.interactive and campaign.store.open_round() is not None:
         path = campaign.suggest()
