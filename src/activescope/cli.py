@@ -55,7 +55,7 @@ def _optional(module: str) -> Any | None:
     try:
         return importlib.import_module(module)
     except ModuleNotFoundError as err:
-        if err.name is not None and module.startswith(err.name):
+        if err.name is not None and (module == err.name or module.startswith(err.name + ".")):
             return None
         raise
 
