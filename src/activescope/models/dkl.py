@@ -62,7 +62,7 @@ class DKLSurrogate(GPSurrogate):
         kernel: str = "rbf",
         columns: str | None = None,
         fit_iters: int = 200,
-        warm_iters: int = 50,
+        warm_iters: int = 30,
         lr: float = 0.01,
         warm_start: bool = True,
         seed: int = 0,
@@ -87,11 +87,11 @@ class DKLSurrogate(GPSurrogate):
     def embed(self, X: np.ndarray) -> np.ndarray:
         """Latent coordinates (m, latent_dim) of the rows of X, each in (-1, 1)."""
         model, _ = self._fitted()
-        Z = self._prepare(X)
-        latent = np.empty((len(Z), self.latent_dim))
+        X = self._checked(X)
+        latent = np.empty((len(X), self.latent_dim))
         with torch.no_grad():
-            for rows in row_batches(len(Z), self.batch_rows):
-                latent[rows] = model.latent(self._tensor(Z[rows])).cpu().numpy()
+            for rows in row_batches(len(X), self.batch_rows):
+                latent[rows] = model.latent(self._inputs(X[rows])).cpu().numpy()
         return latent
 
     def hyperparameters(self) -> dict[str, float]:

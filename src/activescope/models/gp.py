@@ -128,9 +128,9 @@ class GPSurrogate(ColumnSelection):
         self,
         kernel: str = "matern",
         columns: str | None = None,
-        fit_iters: int = 100,
-        warm_iters: int = 30,
-        lr: float = 0.05,
+        fit_iters: int = 60,
+        warm_iters: int = 15,
+        lr: float = 0.1,
         warm_start: bool = True,
         batch_rows: int = PREDICT_BATCH_ROWS,
     ) -> None:
@@ -181,12 +181,12 @@ class GPSurrogate(ColumnSelection):
     def predict(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Posterior mean and latent variance (target units, noise excluded), in row batches."""
         model, cache = self._fitted()
-        Z = self._prepare(X)
-        mean = np.empty(len(Z))
-        variance = np.empty(len(Z))
+        X = self._checked(X)
+        mean = np.empty(len(X))
+        variance = np.empty(len(X))
         with torch.no_grad():
-            for rows in row_batches(len(Z), self.batch_rows):
-                z = model.latent(self._tensor(Z[rows]))
+            for rows in row_batches(len(X), self.batch_rows):
+                z = model.latent(self._inputs(X[rows]))
                 cross = model.covar_module(z, cache.train_latent).to_dense()
                 prior_var = model.covar_module(z, diag=True)
                 mean[rows] = (model.mean_module(z) + cross @ cache.mean_weights).cpu().numpy()
@@ -198,7 +198,7 @@ class GPSurrogate(ColumnSelection):
         """Joint posterior mean (k,) and latent covariance (k, k) over a small candidate set."""
         model, cache = self._fitted()
         with torch.no_grad():
-            z = model.latent(self._tensor(self._prepare(X)))
+            z = model.latent(self._inputs(self._checked(X)))
             cross = model.covar_module(z, cache.train_latent).to_dense()
             reduced = cross @ cache.root_inverse
             cov = model.covar_module(z).to_dense() - reduced @ reduced.T
@@ -235,9 +235,13 @@ class GPSurrogate(ColumnSelection):
             raise RuntimeError("call fit() before predicting")
         return self._model, self._cache
 
-    def _prepare(self, X: np.ndarray) -> np.ndarray:
-        X = self._select(check_prediction_input(X, self._n_pool_columns))
-        return self._x_scaler.apply(X)
+    def _checked(self, X: np.ndarray) -> np.ndarray:
+        """The model's column block of X (a view), after checking the pool's column count."""
+        return self._select(check_prediction_input(X, self._n_pool_columns))
+
+    def _inputs(self, X_block: np.ndarray) -> torch.Tensor:
+        """Scaled float64 tensor of a batch of rows; scaling per batch keeps memory bounded."""
+        return self._tensor(self._x_scaler.apply(X_block))
 
     def _unscale(self, mean: np.ndarray, variance: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         scale = float(self._y_scaler.scale)
