@@ -1,8 +1,8 @@
 """Acquisition: single-point scores from a posterior, and batch selection on a discrete pool.
 
 Every score assumes MAXIMISATION (the campaign negates y for minimisation). Batch selection
-(`select_batch`) predicts every available row once, keeps the top `prefilter` rows by the
-single-point score, and then builds the batch on that subset from the model's joint posterior:
+(`select_batch`) predicts the pool once (or reuses the caller's prediction), keeps the top
+`prefilter` available rows by the single-point score, and then builds the batch on that subset from the model's joint posterior:
 
 - ei, logei, ucb, max_variance, greedy: Kriging believer. Each pick is "observed" at its
   posterior mean, so the mean is unchanged, the incumbent becomes max(best, picked mean) and
@@ -226,10 +226,9 @@ def select_batch(
     if candidates.size == 0:
         empty = np.empty(0)
         return Selection(np.empty(0, dtype=np.int64), empty, empty, empty)
-    if prediction is None:
-        mean, variance = model.predict(X[candidates])
-    else:
-        mean, variance = np.asarray(prediction[0])[candidates], np.asarray(prediction[1])[candidates]
+    if prediction is None:  # predicting all of X avoids copying the available rows of a wide pool
+        prediction = model.predict(X)
+    mean, variance = np.asarray(prediction[0])[candidates], np.asarray(prediction[1])[candidates]
     y_train = np.asarray(y_train, dtype=np.float64)
     best = float(y_train.max()) if y_train.size else float(mean.max())
     q = min(spec.q, candidates.size)
