@@ -80,7 +80,3 @@ def check_prediction_input(X: np.ndarray, n_columns: int) -> np.ndarray:
         raise DataError(f"expected features of shape (m, {n_columns}), got {X.shape}")
     return X
 
-
-def seeded_generator(seed: int) -> torch.Generator:
-    """A CPU torch generator for reproducible weight initialisation and sampling."""
-    return torch.Generator().manual_seed(int(seed))
