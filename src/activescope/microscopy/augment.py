@@ -130,13 +130,13 @@ class Augmenter:
     in pixels, ``zoom`` as magnification, ``background_slope`` as a fraction of image range.
     """
 
-    p: float = 0.5
-    zoom_range: tuple[float, float] = (0.9, 1.2)
-    blur_sigma: tuple[float, float] = (0.3, 1.5)
-    dose: tuple[float, float] = (20.0, 2000.0)
-    read_noise: tuple[float, float] = (0.0, 0.1)
-    gamma: tuple[float, float] = (0.7, 1.4)
-    background_slope: float = 0.3
+    p: float = 0.25
+    zoom_range: tuple[float, float] = (0.9, 1.1)
+    blur_sigma: tuple[float, float] = (0.3, 1.0)
+    dose: tuple[float, float] = (300.0, 5000.0)
+    read_noise: tuple[float, float] = (0.0, 0.05)
+    gamma: tuple[float, float] = (0.8, 1.25)
+    background_slope: float = 0.2
 
     def __call__(self, images: torch.Tensor, labels: torch.Tensor,
                  generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:

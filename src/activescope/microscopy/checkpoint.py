@@ -29,8 +29,8 @@ _METADATA_KEY = "activescope"
 class ModelCard:
     """What a checkpoint's networks are and how they were made.
 
-    ``classes`` names the atom classes in output-channel order 1..C-1 (channel 0 is
-    background); ``pixel_size`` is in angstrom per pixel (None when unknown).
+    ``classes`` names every output channel in order, background first (as
+    ``lattice_classes`` gives them); ``pixel_size`` is in angstrom per pixel (None if unknown).
     """
 
     architecture: str
@@ -43,7 +43,7 @@ class ModelCard:
 
     def build(self) -> UNet:
         """A freshly initialised network of this card's architecture."""
-        return build_network(self.architecture, n_classes=len(self.classes) + 1,
+        return build_network(self.architecture, n_classes=len(self.classes),
                              **self.architecture_kwargs)
 
 
@@ -85,7 +85,7 @@ def load_checkpoint(path: str | Path, classes: Sequence[str] | None = None,
     """Load every member of a checkpoint in eval mode, checking the classes when given.
 
     Raises ``DataError`` when the file is not a valid checkpoint, when its weights do not fit
-    its architecture, or when ``classes`` differs from the checkpoint's atom classes.
+    its architecture, or when ``classes`` differs from the checkpoint's classes.
     """
     card = read_card(path)
     if classes is not None and list(classes) != list(card.classes):

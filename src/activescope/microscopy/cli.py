@@ -98,7 +98,7 @@ def _write_outputs(image: np.ndarray, atoms: pd.DataFrame, classes: list[str], o
 def find(image: Path = typer.Argument(..., help="npy/tif/png/dm3/dm4/emd/hspy image"),
          model: Path = typer.Option(..., "--model", help="checkpoint (.safetensors)"),
          out: Path = typer.Option(Path("atoms-out"), "--out", help="output folder"),
-         threshold: float = typer.Option(0.5), min_distance: float = typer.Option(3.0)) -> None:
+         threshold: float = typer.Option(0.5), min_distance: float = typer.Option(4.0)) -> None:
     """Find atoms in one image: writes <name>_atoms.csv and <name>_overlay.png."""
     from activescope.microscopy.predict import Predictor
 
@@ -131,7 +131,7 @@ def ensemble_train(out: Path = typer.Argument(..., help="ensemble checkpoint to 
 def ensemble_find(image: Path = typer.Argument(..., help="npy/tif/png/dm3/dm4/emd/hspy image"),
                   model: Path = typer.Option(..., "--model", help="ensemble checkpoint"),
                   out: Path = typer.Option(Path("atoms-out"), "--out", help="output folder"),
-                  threshold: float = typer.Option(0.5), min_distance: float = typer.Option(3.0),
+                  threshold: float = typer.Option(0.5), min_distance: float = typer.Option(4.0),
                   min_frequency: float = typer.Option(0.5, help="share of members that must agree")
                   ) -> None:
     """Ensemble atom finding: CSV with per-atom uncertainty, overlay and variance-map PNGs."""
@@ -190,8 +190,9 @@ def iterate(folder: Path = typer.Argument(..., help="folder of unlabelled images
 
 def bench_atoms(out: Path = typer.Option(Path("bench-atoms"), "--out", "-o",
                                          help="output folder"),
-                quick: bool = typer.Option(False, "--quick", help="CI-sized run")) -> None:
+                quick: bool = typer.Option(False, "--quick", help="CI-sized run"),
+                threads: int = typer.Option(1, help="torch threads for training/accuracy")) -> None:
     """Atom-finding benchmarks: F1 per lattice and vs dose, OOD + ensembles + ELIT, speed."""
     from activescope.microscopy.bench import run_benchmarks
 
-    typer.echo(run_benchmarks(out, quick=quick))
+    typer.echo(run_benchmarks(out, quick=quick, threads=threads))
