@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -48,6 +50,21 @@ def test_help_lists_every_command():
     assert result.exit_code == 0
     for command in ("run", "resume", "suggest", "tell", "report", "bench", "presets"):
         assert command in result.output
+
+
+def test_help_imports_no_heavy_module():
+    code = (
+        "import sys\nfrom activescope.cli import app\ntry:\n    app(['--help'])\nexcept SystemExit:\n    pass\n"
+        "print('heavy:', [m for m in ('torch', 'rdkit', 'activescope.microscopy') if m in sys.modules])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "atoms" in out and out.strip().endswith("heavy: []")
+
+
+def test_microscopy_commands_load_on_demand(tmp_path):
+    assert "atoms" in invoke("bench", "--help").output
+    assert "simulate" in invoke("atoms", "--help").output
+    assert_user_error(invoke("atoms", "find", tmp_path / "missing.npy", "--model", tmp_path / "m"), "missing.npy")
 
 
 def test_presets_list_and_show():

@@ -25,8 +25,52 @@ if TYPE_CHECKING:
 DEFAULT_PRESET = "qm9-dipole"
 
 
-class _UserErrorsExit2(TyperGroup):
+_MICROSCOPY_CLI = ("activescope.microscopy.cli", ("microscopy", "cli.py"))
+
+
+def _installed(location: tuple[str, tuple[str, ...]]) -> bool:
+    """Whether an optional module's file ships with this installation (checked without importing)."""
+    return resources.files("activescope").joinpath(*location[1]).is_file()
+
+
+def _as_click(name: str, target: Any) -> click.Command:
+    """A click command from a Typer sub-application or a plain typer command function."""
+    if not isinstance(target, typer.Typer):
+        single = typer.Typer()
+        single.command(name)(target)
+        target = single
+    command = typer.main.get_command(target)
+    command.name = name
+    return command
+
+
+class _LazyGroup(TyperGroup):
+    """A group whose `lazy` subcommands live in optional, heavy modules (microscopy pulls in
+    torch): help listings show a stub; the module is imported only when the subcommand runs."""
+
+    lazy: dict[str, tuple[tuple[str, tuple[str, ...]], str, str]] = {}  # name -> (module, attribute, help)
+    _running = False
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return [*super().list_commands(ctx), *(name for name, (where, _, _) in self.lazy.items() if _installed(where))]
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in self.lazy or not _installed(self.lazy[name][0]):
+            return super().get_command(ctx, name)
+        (module, _), attribute, help_text = self.lazy[name]
+        if not self._running:
+            return click.Command(name, help=help_text)
+        return _as_click(name, getattr(importlib.import_module(module), attribute))
+
+    def invoke(self, ctx: click.Context) -> Any:
+        self._running = True
+        return super().invoke(ctx)
+
+
+class _Root(_LazyGroup):
     """Root command group: user errors from any subcommand print one line and exit with code 2."""
+
+    lazy = {"atoms": (_MICROSCOPY_CLI, "atoms_app", "Microscopy: simulate frames, train and run atom finders.")}
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -36,8 +80,12 @@ class _UserErrorsExit2(TyperGroup):
             ctx.exit(2)
 
 
+class _Bench(_LazyGroup):
+    lazy = {"atoms": (_MICROSCOPY_CLI, "bench_atoms", "Atom-finding benchmarks (F1, out-of-distribution, speed).")}
+
+
 app = typer.Typer(
-    cls=_UserErrorsExit2,
+    cls=_Root,
     name="activescope",
     help="Bayesian active learning and autonomous experimentation.",
     no_args_is_help=True,
@@ -45,19 +93,13 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 presets_app = typer.Typer(help="List the built-in campaign presets, or show one.", invoke_without_command=True)
-bench_app = typer.Typer(help="Benchmark campaign strategies (the default) or atom finding (`bench atoms`).", invoke_without_command=True)
+bench_app = typer.Typer(
+    cls=_Bench,
+    help="Benchmark campaign strategies (the default) or atom finding (`bench atoms`).",
+    invoke_without_command=True,
+)
 app.add_typer(presets_app, name="presets")
 app.add_typer(bench_app, name="bench")
-
-
-def _optional(module: str) -> Any | None:
-    """Import an optional sub-application module; None only if that module itself is absent."""
-    try:
-        return importlib.import_module(module)
-    except ModuleNotFoundError as err:
-        if err.name is not None and (module == err.name or module.startswith(err.name + ".")):
-            return None
-        raise
 
 
 # -- presets ---------------------------------------------------------------------------------------
@@ -237,9 +279,3 @@ def bench(
     from .bench import bench_main
 
     typer.echo(bench_main(spec, strategy or None, seeds, out))
-
-
-_microscopy_cli = _optional("activescope.microscopy.cli")
-if _microscopy_cli is not None:
-    app.add_typer(_microscopy_cli.atoms_app, name="atoms")
-    bench_app.command("atoms")(_microscopy_cli.bench_atoms)
