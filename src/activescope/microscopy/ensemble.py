@@ -67,12 +67,15 @@ class Ensemble:
     def __init__(self, members: Sequence[UNet], classes: Sequence[str],
                  device: str | torch.device | None = None, threshold: float = 0.5,
                  min_distance_px: float = 4.0, refine: bool = True, edge_px: int = 0,
-                 cluster_radius_px: float = 2.5, min_frequency: float = 0.5,
+                 min_area_px: int = 3, cluster_radius_px: float = 2.5, min_frequency: float = 0.5,
                  batch_size: int = 2) -> None:
         if len(members) < 2:
             raise SpecError(f"an ensemble needs at least 2 members, got {len(members)}")
         if any(member.n_classes != len(classes) for member in members):
             raise DataError(f"ensemble members do not all have {len(classes)} output classes")
+        shapes = [{k: v.shape for k, v in member.state_dict().items()} for member in members]
+        if any(shape != shapes[0] for shape in shapes[1:]):
+            raise DataError("ensemble members differ in architecture; they must share one")
         self.device = torch.device(device) if device is not None else default_device()
         fused = [fuse_batchnorm(member).to(self.device) for member in members]
         self.params, self.buffers = stack_module_state(fused)
