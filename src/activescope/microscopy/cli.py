@@ -17,13 +17,14 @@ from activescope.errors import DataError
 from activescope.microscopy.checkpoint import load_checkpoint, save_checkpoint
 from activescope.microscopy.imageio import read_image
 from activescope.microscopy.locate import save_atoms
-from activescope.microscopy.simulate import SimConfig, simulate_frame, frame_seeds
+from activescope.microscopy.simulate import SimConfig, frame_seeds, lattice_classes, simulate_frame
 from activescope.microscopy.train import TrainConfig, train_on_simulation
 
 atoms_app = typer.Typer(help="Atom finding: simulate, train, find, ensembles, iterative training.",
                         no_args_is_help=True)
 
 _LATTICE = typer.Option("graphene", help="graphene, mos2, ws2 or srtio3")
+_EXPECT = typer.Option(None, help="check that the model was trained for this lattice's classes")
 _IMAGE_SUFFIXES = {".npy", ".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp", ".dm3", ".dm4",
                    ".emd", ".hspy", ".h5", ".hdf5"}
 
@@ -36,6 +37,10 @@ def _sim_config(lattice: str, size: int, dose: Optional[float],
     if probe_fwhm is not None:
         config.probe_fwhm = probe_fwhm
     return config
+
+
+def _expected_classes(lattice: Optional[str]) -> Optional[list[str]]:
+    return lattice_classes(lattice) if lattice is not None else None
 
 
 def _train_config(steps: int, batch_size: int, crop: int, lr: float, seed: int,
@@ -98,12 +103,14 @@ def _write_outputs(image: np.ndarray, atoms: pd.DataFrame, classes: list[str], o
 def find(image: Path = typer.Argument(..., help="npy/tif/png/dm3/dm4/emd/hspy image"),
          model: Path = typer.Option(..., "--model", help="checkpoint (.safetensors)"),
          out: Path = typer.Option(Path("atoms-out"), "--out", help="output folder"),
-         threshold: float = typer.Option(0.5), min_distance: float = typer.Option(4.0)) -> None:
+         threshold: float = typer.Option(0.5), min_distance: float = typer.Option(4.0),
+         lattice: Optional[str] = _EXPECT) -> None:
     """Find atoms in one image: writes <name>_atoms.csv and <name>_overlay.png."""
     from activescope.microscopy.predict import Predictor
 
     frame, _ = read_image(image)
-    predictor = Predictor.from_checkpoint(model, threshold=threshold, min_distance_px=min_distance)
+    predictor = Predictor.from_checkpoint(model, _expected_classes(lattice), threshold=threshold,
+                                          min_distance_px=min_distance)
     atoms = predictor.find(frame)
     csv = _write_outputs(frame, atoms, predictor.classes, out, image.stem)
     typer.echo(f"wrote {csv}")
@@ -132,8 +139,8 @@ def ensemble_find(image: Path = typer.Argument(..., help="npy/tif/png/dm3/dm4/em
                   model: Path = typer.Option(..., "--model", help="ensemble checkpoint"),
                   out: Path = typer.Option(Path("atoms-out"), "--out", help="output folder"),
                   threshold: float = typer.Option(0.5), min_distance: float = typer.Option(4.0),
-                  min_frequency: float = typer.Option(0.5, help="share of members that must agree")
-                  ) -> None:
+                  min_frequency: float = typer.Option(0.5, help="share of members that must agree"),
+                  lattice: Optional[str] = _EXPECT) -> None:
     """Ensemble atom finding: CSV with per-atom uncertainty, overlay and variance-map PNGs."""
     import matplotlib
 
@@ -143,8 +150,8 @@ def ensemble_find(image: Path = typer.Argument(..., help="npy/tif/png/dm3/dm4/em
     from activescope.microscopy.ensemble import Ensemble
 
     frame, _ = read_image(image)
-    ensemble = Ensemble.from_checkpoint(model, threshold=threshold, min_distance_px=min_distance,
-                                        min_frequency=min_frequency)
+    ensemble = Ensemble.from_checkpoint(model, _expected_classes(lattice), threshold=threshold,
+                                        min_distance_px=min_distance, min_frequency=min_frequency)
     atoms, maps = ensemble.find_with_maps(frame)
     csv = _write_outputs(frame, atoms, ensemble.classes, out, image.stem, "uncertainty")
     plt.imsave(out / f"{image.stem}_variance.png", maps.atom_variance[0], cmap="magma")
