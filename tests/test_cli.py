@@ -181,12 +181,17 @@ def test_ask_tell_round_trip_on_the_example(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize(
     ("bad_value", "bad_id", "message"),
-    [("nan", None, "NaN or infinite"), ("inf", None, "NaN or infinite"), (None, "mol_unknown", "unknown id(s) mol_unknown")],
+    [
+        ("nan", None, "NaN or infinite"),
+        ("inf", None, "NaN or infinite"),
+        (None, "mol_unknown", "unknown id(s) mol_unknown"),
+    ],
 )
 def test_tell_rejects_bad_results_atomically(tmp_path, monkeypatch, bad_value, bad_id, message):
     monkeypatch.chdir(REPO)
     run_dir = tmp_path / "lab"
-    assert invoke("run", "examples/csv_asktell.yaml", "--run-dir", run_dir, "--no-report", "--no-progress").exit_code == 0
+    started = invoke("run", "examples/csv_asktell.yaml", "--run-dir", run_dir, "--no-report", "--no-progress")
+    assert started.exit_code == 0
     path = run_dir / "artifacts" / "suggest_round_0.csv"
     batch = pd.read_csv(path, dtype={"id": str})
     batch["value"] = 1.0

@@ -18,6 +18,10 @@ from activescope.cli import app
 ENTRY = [sys.executable, "-c", "from activescope.cli import app; app()"]
 
 
+def _batch(db: sqlite3.Connection, round_: int) -> list[str]:
+    return [r[0] for r in db.execute("SELECT id FROM selections WHERE round = ? ORDER BY position", (round_,))]
+
+
 def _state(db_path: Path) -> tuple[int, bool]:
     """(finished rounds, whether a batch is pending) as another process sees the record."""
     if not db_path.exists():
@@ -52,7 +56,7 @@ def test_kill_during_a_pending_batch_then_resume(tmp_path, spec_dict, small_pool
 
     with sqlite3.connect(db_path) as db:
         killed_round, = db.execute("SELECT MAX(round) FROM rounds").fetchone()
-        pending_batch = [r[0] for r in db.execute("SELECT id FROM selections WHERE round = ? ORDER BY position", (killed_round,))]
+        pending_batch = _batch(db, killed_round)
         assert db.execute("SELECT finished FROM rounds WHERE round = ?", (killed_round,)).fetchone()[0] is None
 
     resumed = CliRunner().invoke(app, ["resume", str(run_dir), "--no-report", "--no-progress"])
@@ -60,7 +64,7 @@ def test_kill_during_a_pending_batch_then_resume(tmp_path, spec_dict, small_pool
 
     with sqlite3.connect(db_path) as db:
         rows = db.execute("SELECT id, value FROM measurements").fetchall()
-        after = [r[0] for r in db.execute("SELECT id FROM selections WHERE round = ? ORDER BY position", (killed_round,))]
+        after = _batch(db, killed_round)
         unfinished = db.execute("SELECT COUNT(*) FROM rounds WHERE finished IS NULL").fetchone()[0]
     ids = [r[0] for r in rows]
     assert len(ids) == len(set(ids)) == 80 and unfinished == 0

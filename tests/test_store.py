@@ -38,8 +38,8 @@ def test_round_trip_of_a_round(store):
                       timings={"fit_s": 0.5, "select_s": 0.25}, hyperparameters={"lengthscale": 1.5})
     assert store.open_round() == (0, ["a", "b", "c"])
     spectrum = np.arange(6.0).reshape(2, 3)
-    finished = store.record(0, [Measurement("a", 4.0), Measurement("b", error="timeout"), Measurement("c", 9.0, raw=spectrum)],
-                            [1, 3, 1], measure_s=2.0)
+    results = [Measurement("a", 4.0), Measurement("b", error="timeout"), Measurement("c", 9.0, raw=spectrum)]
+    finished = store.record(0, results, [1, 3, 1], measure_s=2.0)
     assert finished and store.open_round() is None
     m = store.measurements()
     assert m["id"].tolist() == ["a", "b", "c"]

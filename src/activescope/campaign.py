@@ -94,7 +94,9 @@ def build_pool_for(spec: CampaignSpec) -> Pool:
 class Campaign:
     """One campaign bound to its run directory. Build with `create` or `open`, not directly."""
 
-    def __init__(self, store: Store, spec: CampaignSpec, pool: Pool, oracle: Oracle, surrogate: Surrogate | None) -> None:
+    def __init__(
+        self, store: Store, spec: CampaignSpec, pool: Pool, oracle: Oracle, surrogate: Surrogate | None
+    ) -> None:
         self.store = store
         self.spec = spec
         self.pool = pool
@@ -175,7 +177,8 @@ class Campaign:
         recall = None
         column = self.spec.target.column
         if column in self.pool.labels.columns:
-            recall = top_fraction_recall(ok["value"].to_numpy(), self.pool.labels[column].to_numpy(), 0.01, self.spec.target.goal)
+            truth = self.pool.labels[column].to_numpy()
+            recall = top_fraction_recall(ok["value"].to_numpy(), truth, 0.01, self.spec.target.goal)
         rounds = self.store.rounds()
         return CampaignSummary(
             run_dir=self.store.run_dir,

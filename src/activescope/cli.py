@@ -183,7 +183,8 @@ def _finish(campaign: "Campaign", progress: bool, report: bool) -> None:
     _print_summary(summary)
     if campaign.oracle.interactive and campaign.store.open_round() is not None:
         path = campaign.suggest()
-        typer.echo(f"suggestions: {path}\nmeasure them, fill in `value`, then: activescope tell {campaign.store.run_dir} {path}")
+        typer.echo(f"suggestions: {path}")
+        typer.echo(f"measure them, fill in `value`, then: activescope tell {campaign.store.run_dir} {path}")
     if report and summary.n_measured > 0:
         from .report import report_run
 
@@ -269,7 +270,9 @@ def report(run_dir: Path = typer.Argument(..., help="run directory")) -> None:
 def bench(
     ctx: typer.Context,
     spec: Optional[Path] = typer.Option(None, "--spec", help="base campaign spec (default: the headline QM9 protocol)"),
-    strategy: Optional[list[str]] = typer.Option(None, "--strategy", "-s", help="strategy to run (repeat; default: all)"),
+    strategy: Optional[list[str]] = typer.Option(
+        None, "--strategy", "-s", help="strategy to run (repeat; default: all)"
+    ),
     seeds: int = typer.Option(3, "--seeds", min=1, help="seeds per strategy"),
     out: Path = typer.Option(Path("bench-out"), "--out", "-o", help="output directory"),
 ) -> None:

@@ -93,7 +93,9 @@ class DatasetOracle:
             time.sleep(self._delay_s * len(ids))
         values = self._values[self._pool.index_of(ids)]
         return [
-            Measurement(id=str(k), value=float(v)) if np.isfinite(v) else Measurement(id=str(k), error="label is missing")
+            Measurement(id=str(k), value=float(v))
+            if np.isfinite(v)
+            else Measurement(id=str(k), error="label is missing")
             for k, v in zip(ids, values)
         ]
 

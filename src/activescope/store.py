@@ -185,7 +185,9 @@ class Store:
         timings may hold fit_s, predict_s and select_s (seconds).
         """
         n = len(ids)
-        columns = [np.full(n, np.nan) if a is None else np.asarray(a, dtype=float) for a in (mean, variance, acquisition)]
+        columns = [
+            np.full(n, np.nan) if a is None else np.asarray(a, dtype=float) for a in (mean, variance, acquisition)
+        ]
         timings = timings or {}
         rows = [
             (round_, str(k), pos, *(_finite_or_none(c[pos]) for c in columns)) for pos, k in enumerate(ids)
@@ -239,9 +241,11 @@ class Store:
     def _finish(self, db: sqlite3.Connection, round_: int, now: str, measure_s: float | None) -> None:
         """Close a round: best value so far, and total_s = model time (fit, predict, select) plus
         the wall time from recording the batch to its last result."""
-        best = db.execute(f"SELECT {'MAX' if self.goal == 'maximize' else 'MIN'}(value) FROM measurements").fetchone()[0]
+        best_of = "MAX" if self.goal == "maximize" else "MIN"
+        best = db.execute(f"SELECT {best_of}(value) FROM measurements").fetchone()[0]
         started, model_s = db.execute(
-            "SELECT started, COALESCE(fit_s, 0) + COALESCE(predict_s, 0) + COALESCE(select_s, 0) FROM rounds WHERE round = ?",
+            "SELECT started, COALESCE(fit_s, 0) + COALESCE(predict_s, 0) + COALESCE(select_s, 0)"
+            " FROM rounds WHERE round = ?",
             (round_,),
         ).fetchone()
         db.execute(
