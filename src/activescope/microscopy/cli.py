@@ -184,8 +184,12 @@ def iterate(folder: Path = typer.Argument(..., help="folder of unlabelled images
     members, card = load_checkpoint(model)
     if len(members) < 2:
         raise DataError(f"{model} holds one model; ELIT needs an ensemble checkpoint")
-    config = TrainConfig(steps=steps, batch_size=batch_size, crop_size=min(crop, *frames.shape[1:]),
-                         learning_rate=lr, seed=seed)
+    multiple = members[0].size_multiple
+    crop = min(crop, *frames.shape[1:]) // multiple * multiple
+    if crop < multiple:
+        raise DataError(f"frames {frames.shape[1:]} are too small to train on (< {multiple} px)")
+    config = TrainConfig(steps=steps, batch_size=batch_size, crop_size=crop, learning_rate=lr,
+                         seed=seed)
     result = run_elit(members, card.classes, frames, rounds, config)
     card.training["elit"] = {"rounds": rounds, "steps": steps, "frames": len(frames)}
     save_checkpoint(out, result.members, card)

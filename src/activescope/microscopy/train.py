@@ -156,6 +156,9 @@ class Trainer:
 
     def __init__(self, model: UNet, source: FrameSource, config: TrainConfig,
                  device: str | torch.device | None = None) -> None:
+        if config.crop_size % model.size_multiple:
+            raise SpecError(f"crop_size {config.crop_size} must be a multiple of "
+                            f"{model.size_multiple} pixels for this network")
         self.device = torch.device(device) if device is not None else default_device()
         self.model = model.to(self.device)
         self.source = source
