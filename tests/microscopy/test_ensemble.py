@@ -56,6 +56,8 @@ def test_batched_ensemble_equals_each_member_run_alone():
     np.testing.assert_allclose(maps.members, alone, atol=1e-5)
     np.testing.assert_allclose(maps.mean, alone.mean(0), atol=1e-5)
     np.testing.assert_allclose(maps.variance, alone.var(0, ddof=1), atol=1e-6)
+    one_by_one = Ensemble(members, CLASSES, "cpu", batched=False).probabilities(images)
+    np.testing.assert_allclose(one_by_one.members, maps.members, atol=1e-5)
 
 
 def test_an_ensemble_needs_two_members_of_one_architecture():

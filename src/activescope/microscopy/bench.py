@@ -98,10 +98,13 @@ def bench_speed(settings: BenchSettings, trained_model, trained_members,
     rows.append({"model": f"ensemble of {len(trained_members)} (vmap, + per-atom uncertainty)",
                  "frames_per_s": _median_fps(lambda: ensemble.find(images), len(images),
                                              settings.speed_repeats)})
-    looped = [Predictor(member, classes, "cpu") for member in trained_members]
-    rows.append({"model": f"ensemble of {len(trained_members)} as a Python loop (maps only)",
-                 "frames_per_s": _median_fps(lambda: [p.probabilities(images) for p in looped],
-                                             len(images), settings.speed_repeats)})
+    looped = Ensemble(trained_members, classes, "cpu", batched=False)
+    rows.append({"model": f"ensemble of {len(trained_members)}, members one by one (+ uncertainty)",
+                 "frames_per_s": _median_fps(lambda: looped.find(images), len(images),
+                                             settings.speed_repeats)})
+    rows.append({"model": f"ensemble of {len(trained_members)}, members one by one (maps only)",
+                 "frames_per_s": _median_fps(lambda: looped.probabilities(images), len(images),
+                                             settings.speed_repeats)})
     rows.append({"model": f"ensemble of {len(trained_members)} vmap (maps only)",
                  "frames_per_s": _median_fps(lambda: ensemble.probabilities(images),
                                              len(images), settings.speed_repeats)})

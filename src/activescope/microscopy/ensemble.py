@@ -59,6 +59,8 @@ class Ensemble:
         members: at least two trained networks of one architecture.
         classes: class names per output channel, background first.
         cluster_radius_px: detections of different members closer than this are one atom.
+        batched: run all members as one ``vmap`` computation (default); ``False`` runs the
+            resident members one after another, which measured ~3x faster on CPU.
         min_frequency: fraction of members that must find an atom for it to be reported.
         threshold, min_distance_px, refine, edge_px, min_area_px: passed to ``locate.find_atoms``
             (defaults tuned on simulated frames: 0.5, 4 px, True, 0, 3 px).
@@ -68,7 +70,7 @@ class Ensemble:
                  device: str | torch.device | None = None, threshold: float = 0.5,
                  min_distance_px: float = 4.0, refine: bool = True, edge_px: int = 0,
                  min_area_px: int = 3, cluster_radius_px: float = 2.5, min_frequency: float = 0.5,
-                 batch_size: int = 2) -> None:
+                 batch_size: int = 2, batched: bool = True) -> None:
         if len(members) < 2:
             raise SpecError(f"an ensemble needs at least 2 members, got {len(members)}")
         if any(member.n_classes != len(classes) for member in members):
@@ -78,6 +80,8 @@ class Ensemble:
             raise DataError("ensemble members differ in architecture; they must share one")
         self.device = torch.device(device) if device is not None else default_device()
         fused = [fuse_batchnorm(member).to(self.device) for member in members]
+        self.batched = batched
+        self.sequential = [member.to(memory_format=torch.channels_last) for member in fused]
         self.params, self.buffers = stack_module_state(fused)
         self.template = copy.deepcopy(fused[0]).to("meta")
         self.size_multiple = fused[0].size_multiple
@@ -103,6 +107,10 @@ class Ensemble:
 
     def _forward(self, batch: torch.Tensor) -> torch.Tensor:
         """All members on one batch ``(B, 1, H, W)`` -> softmax ``(M, B, C, H, W)``."""
+        if not self.batched:
+            batch = batch.contiguous(memory_format=torch.channels_last)
+            return torch.softmax(torch.stack([member(batch) for member in self.sequential]), dim=2)
+
         def one_member(params: dict, buffers: dict, x: torch.Tensor) -> torch.Tensor:
             return functional_call(self.template, (params, buffers), (x,))
         logits = torch.vmap(one_member, in_dims=(0, 0, None))(self.params, self.buffers, batch)
