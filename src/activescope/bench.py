@@ -193,7 +193,8 @@ def results_markdown(results: pd.DataFrame, spec: CampaignSpec, all_values: np.n
         "",
         f"Pool {finite:,} candidates ({spec.data.source}); {spec.initial.n} initial ({spec.initial.method}), "
         f"batches of {spec.acquisition.q}, {budget} measurements per run. Recall: fraction of the pool's true "
-        f"top-100 / top-1% ({top_fraction_k(finite):,}) found. Mean ± sd over seeds.",
+        f"top-100 / top-1% ({top_fraction_k(finite):,}) found; with {budget} measurements the top-1% recall can "
+        f"reach at most {min(1.0, budget / top_fraction_k(finite)):.3f}. Mean ± sd over seeds.",
         "",
         "| strategy | seeds | top-100 recall | top-1% recall | best value | median s/round | total min |",
         "|---|---|---|---|---|---|---|",
@@ -226,7 +227,8 @@ def _write_figure(curves: pd.DataFrame, all_values: np.ndarray, spec: CampaignSp
         "top-100": random_recall_expectation(all_values, min(100, finite), budget, spec.target.goal),
         "top-1%": random_recall_expectation(all_values, top_fraction_k(finite), budget, spec.target.goal),
     }
-    path.write_bytes(figure_png(strategy_recall_figure(stacked, random_curves, spec.initial.n)))
+    ks = {"top-100": min(100, finite), "top-1%": top_fraction_k(finite)}
+    path.write_bytes(figure_png(strategy_recall_figure(stacked, random_curves, spec.initial.n, ks)))
 
 
 def _stack(arrays: list[np.ndarray], length: int) -> np.ndarray:

@@ -32,6 +32,13 @@ def _mark_initial_design(ax, n_initial: int) -> None:
         ax.axvline(n_initial, color="k", lw=0.8, ls=":", label=f"end of initial design ({n_initial})")
 
 
+def _mark_ideal_recall(ax, k: int, n: int) -> None:
+    """The best any strategy can do: every measurement a new top-k member, min(1, i/k)."""
+    if n >= 1:
+        count = np.arange(1, n + 1)
+        ax.plot(count, np.minimum(1.0, count / k), color="k", lw=0.8, ls=(0, (1, 3)), label="ideal (every pick a hit)")
+
+
 def best_so_far_figure(
     values_in_order: np.ndarray, all_values: np.ndarray | None, goal: Goal, target: str, n_initial: int = 0
 ) -> Figure:
@@ -68,6 +75,7 @@ def recall_figure(
                 label="campaign")
         ax.plot(count, random_recall_expectation(all_values, k, len(count), goal), color=RANDOM_COLOR, lw=1.5,
                 label="random sampling (exact expectation)")
+        _mark_ideal_recall(ax, k, len(count))
         _mark_initial_design(ax, n_initial)
         ax.set_ylim(0, 1.02)
         ax.set_xlabel("measurements")
@@ -152,13 +160,16 @@ def timings_figure(rounds: pd.DataFrame) -> Figure:
 
 
 def strategy_recall_figure(
-    curves: dict[str, dict[str, np.ndarray]], random_curves: dict[str, np.ndarray], n_initial: int
+    curves: dict[str, dict[str, np.ndarray]],
+    random_curves: dict[str, np.ndarray],
+    n_initial: int,
+    ks: dict[str, int] | None = None,
 ) -> Figure:
     """Benchmark comparison, one panel per recall measure (e.g. "top-100"): mean recall over seeds
     per strategy with a ±1 sd band, against the exact random expectation.
 
     curves maps measure → strategy → (seeds, measurements) array; random_curves maps measure →
-    expected recall per measurement count.
+    expected recall per measurement count; ks (measure → k), when given, adds the ideal curve.
     """
     fig = Figure(figsize=(5.5 * len(curves), 4.2), layout="constrained")
     axes = fig.subplots(1, len(curves), squeeze=False)[0]
@@ -171,6 +182,8 @@ def strategy_recall_figure(
         baseline = random_curves[measure]
         ax.plot(np.arange(1, baseline.size + 1), baseline, color=RANDOM_COLOR, ls="--", lw=1.5,
                 label="random (exact expectation)")
+        if ks and measure in ks:
+            _mark_ideal_recall(ax, ks[measure], baseline.size)
         _mark_initial_design(ax, n_initial)
         ax.set_ylim(0, 1.02)
         ax.set_xlabel("measurements")
