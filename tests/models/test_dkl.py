@@ -62,5 +62,5 @@ def test_joint_posterior_is_consistent_with_marginals(fitted, data):
     mean, variance = fitted.predict(X_test)
     joint_mean, cov = fitted.predict_joint(X_test)
     assert np.allclose(joint_mean, mean)
-    assert np.allclose(np.diag(cov), variance, rtol=1e-4, atol=1e-5 * variance.max())  # pool variances use float32
+    assert np.allclose(np.diag(cov), variance, rtol=2e-3, atol=1e-9)  # pool variances use float32
     assert "lengthscale_1" in fitted.hyperparameters()
