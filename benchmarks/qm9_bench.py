@@ -5,7 +5,7 @@ measurements, Dipole_debye maximised) over `activescope.bench.default_strategies
 scaled-down version of it for small machines:
 
     python benchmarks/qm9_bench.py --seeds 3 --out bench-out                  # headline
-    python benchmarks/qm9_bench.py --subset 20000 --budget 200 --strategy rf-ucb --strategy random
+    python benchmarks/qm9_bench.py --subset 20000 --budget 200 --strategy default --strategy random
 
 Writes results.csv, curves.csv, results.md and bench.png to --out and prints results.md.
 """

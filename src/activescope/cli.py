@@ -188,7 +188,7 @@ def _finish(campaign: "Campaign", progress: bool, report: bool) -> None:
     if report and summary.n_measured > 0:
         from .report import report_run
 
-        typer.echo(f"report: {report_run(campaign.store.run_dir)}")
+        typer.echo(f"report: {report_run(campaign.store.run_dir, pool=campaign.pool)}")
     typer.echo(f"run directory: {campaign.store.run_dir}")
 
 
