@@ -6,9 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from activescope.campaign import Campaign, initial_design
+from activescope.campaign import Campaign, build_surrogate, initial_design
 from activescope.errors import DataError, RunStateError, SpecError
 from activescope.metrics import random_best_expectation
+from activescope.pool import Pool
 from activescope.spec import parse_spec
 
 
@@ -145,3 +146,11 @@ def test_ask_tell_in_the_library(tmp_path, spec_dict, small_pool):
     assert campaign.summary().stop_reason == "budget"
     with pytest.raises(RunStateError, match="the campaign is over"):
         campaign.suggest()
+
+
+def test_model_seed_follows_the_campaign_seed_unless_the_spec_sets_one(spec_dict):
+    pool = Pool(ids=np.array(["a", "b"]), X=np.zeros((2, 1), dtype=np.float32))
+    seeded = build_surrogate(parse_spec({**spec_dict, "seed": 7}), pool)
+    pinned = build_surrogate(parse_spec({**spec_dict, "seed": 7, "model": {"kind": "rf", "seed": 3}}), pool)
+    assert seeded._forest.random_state == 7
+    assert pinned._forest.random_state == 3

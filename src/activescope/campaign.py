@@ -72,11 +72,17 @@ def initial_design(X: np.ndarray, candidates: np.ndarray, n: int, method: str, r
 
 
 def build_surrogate(spec: CampaignSpec, pool: Pool) -> Surrogate:
-    """The spec's surrogate, told the pool's feature blocks (for its `columns` option)."""
+    """The spec's surrogate, told the pool's feature blocks (for its `columns` option). A model
+    with a `seed` option gets the campaign's seed unless the spec sets one, so repeated seeds of a
+    benchmark vary the model too, not only the initial design."""
     from .models import build_model
+    from .models.base import model_options
 
+    options = spec.model.options()
+    if "seed" in model_options(spec.model.kind):
+        options.setdefault("seed", spec.seed)
     try:
-        model = build_model(spec.model.kind, **spec.model.options())
+        model = build_model(spec.model.kind, **options)
     except TypeError as err:
         raise SpecError(f"model: invalid option for kind {spec.model.kind!r}: {err}") from None
     if hasattr(model, "use_feature_blocks"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Callable, Protocol, runtime_checkable
 
 import numpy as np
@@ -77,6 +78,11 @@ def register_model(name: str) -> Callable[[ModelFactory], ModelFactory]:
 
 def model_names() -> list[str]:
     return sorted(_REGISTRY)
+
+
+def model_options(name: str) -> set[str]:
+    """The keyword options a registered surrogate's constructor accepts."""
+    return set(inspect.signature(_REGISTRY[name]).parameters)
 
 
 def build_model(name: str, **params: Any) -> Surrogate:
