@@ -8,9 +8,10 @@ import torch
 from activescope.errors import DataError, SpecError
 from activescope.microscopy.augment import IGNORE_INDEX
 from activescope.microscopy.ensemble import Ensemble, group_detections, train_ensemble
+from activescope.microscopy.fused import FusedUNet, fusable
 from activescope.microscopy.iterate import PseudoLabelRule, iterate, pseudo_labels
 from activescope.microscopy.nets import build_network
-from activescope.microscopy.predict import Predictor
+from activescope.microscopy.predict import Predictor, fuse_batchnorm
 from activescope.microscopy.simulate import SimConfig, simulate_batch
 from activescope.microscopy.train import TrainConfig, ValidationSet
 
@@ -56,8 +57,41 @@ def test_batched_ensemble_equals_each_member_run_alone():
     np.testing.assert_allclose(maps.members, alone, atol=1e-5)
     np.testing.assert_allclose(maps.mean, alone.mean(0), atol=1e-5)
     np.testing.assert_allclose(maps.variance, alone.var(0, ddof=1), atol=1e-6)
-    one_by_one = Ensemble(members, CLASSES, "cpu", batched=False).probabilities(images)
-    np.testing.assert_allclose(one_by_one.members, maps.members, atol=1e-5)
+    for backend in ("fused", "vmap", "loop"):
+        other = Ensemble(members, CLASSES, "cpu", backend=backend)
+        assert other.backend == backend
+        np.testing.assert_allclose(other.probabilities(images).members, maps.members, atol=1e-5)
+    assert Ensemble(members, CLASSES, "cpu", batched=False).backend == "loop"
+
+
+@pytest.mark.parametrize("kwargs", [dict(n_classes=3, depth=2),
+                                    dict(n_classes=2, depth=3, dilated_bottleneck=False),
+                                    dict(n_classes=3, depth=1, space_to_depth=1)])
+def test_fused_network_equals_its_members_logits(kwargs):
+    members = []
+    for seed in range(4):
+        torch.manual_seed(seed)
+        model = build_network("lite_unet", base_filters=4, **kwargs).train()
+        with torch.no_grad():
+            model(torch.randn(2, 1, 32, 32))
+        members.append(fuse_batchnorm(model.eval()))
+    fused = FusedUNet(members).to(memory_format=torch.channels_last)
+    images = torch.randn(3, 1, 32, 48).contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        expected = torch.stack([member(images) for member in members], dim=1)
+        np.testing.assert_allclose(fused(images).numpy(), expected.numpy(), atol=1e-5, rtol=1e-5)
+
+
+def test_unfusable_members_fall_back_to_vmap():
+    members = [build_network("lite_unet", n_classes=3, base_filters=4, depth=2, separable=True)
+               for _ in range(2)]
+    assert not fusable([fuse_batchnorm(m.eval()) for m in members])
+    assert not fusable([m.eval() for m in _random_members(2)])
+    assert Ensemble(members, CLASSES, "cpu", backend="fused").backend == "vmap"
+    with pytest.raises(DataError, match="fused"):
+        FusedUNet([m.eval() for m in members])
+    with pytest.raises(SpecError, match="backend"):
+        Ensemble(members, CLASSES, "cpu", backend="gpu")
 
 
 def test_an_ensemble_needs_two_members_of_one_architecture():
