@@ -16,7 +16,7 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -124,19 +124,18 @@ class Ensemble:
             raise DataError(f"checkpoint {path} holds one model, not an ensemble")
         return cls(members, card.classes, device, **kwargs)
 
-    def _forward(self, batch: torch.Tensor) -> torch.Tensor:
-        """All members on one batch ``(B, 1, H, W)`` -> softmax ``(M, B, C, H, W)``."""
-        if self.backend != "vmap":
-            batch = batch.contiguous(memory_format=torch.channels_last)
-        if self.backend == "fused":
-            return torch.softmax(self.fused(batch), dim=2).transpose(0, 1)
+    def _logits(self, batch: torch.Tensor) -> Iterator[torch.Tensor]:
+        """All members on one batch ``(B, 1, H, W)`` -> logits ``(B, C, H, W)``, member by member."""
         if self.backend == "loop":
-            return torch.softmax(torch.stack([member(batch) for member in self.sequential]), dim=2)
-
-        def one_member(params: dict, buffers: dict, x: torch.Tensor) -> torch.Tensor:
-            return functional_call(self.template, (params, buffers), (x,))
-        logits = torch.vmap(one_member, in_dims=(0, 0, None))(self.params, self.buffers, batch)
-        return torch.softmax(logits, dim=2)
+            batch = batch.contiguous(memory_format=torch.channels_last)
+            yield from (member(batch) for member in self.sequential)
+        elif self.backend == "fused":
+            yield from self.fused(batch.contiguous(memory_format=torch.channels_last)).unbind(1)
+        else:
+            def one_member(params: dict, buffers: dict, x: torch.Tensor) -> torch.Tensor:
+                return functional_call(self.template, (params, buffers), (x,))
+            yield from torch.vmap(one_member, in_dims=(0, 0, None))(self.params, self.buffers,
+                                                                    batch).unbind(0)
 
     def probabilities(self, images: np.ndarray | torch.Tensor) -> EnsembleMaps:
         """Frames ``(H, W)`` or ``(N, H, W)`` -> mean, variance (unbiased) and per-member maps.
@@ -152,8 +151,9 @@ class Ensemble:
             for start in range(0, len(stack), self.batch_size):
                 batch = to_network_input(stack[start:start + self.batch_size],
                                          self.size_multiple, self.device)
-                probs = self._forward(batch)[..., :height, :width]
-                members[:, start:start + len(batch)] = probs.float().cpu().numpy()
+                for member, logits in enumerate(self._logits(batch)):
+                    probs = torch.softmax(logits[..., :height, :width], dim=1)
+                    members[member, start:start + len(batch)] = probs.float().cpu().numpy()
         return EnsembleMaps(members.mean(0), members.var(0, ddof=1), members)
 
     def member_atoms(self, maps: EnsembleMaps) -> pd.DataFrame:
