@@ -80,8 +80,13 @@ def test_presets_list_and_show():
     assert_user_error(invoke("presets", "show", "nope"), "unknown preset 'nope'", "qm9-dipole")
 
 
-def test_run_prints_a_summary(finished_run):
-    with sqlite3.connect(finished_run / "run.sqlite") as db:
+def test_run_prints_a_summary(tmp_path, spec_dict, write_spec):
+    spec_dict["stop"]["budget"] = 40
+    result = invoke("run", write_spec(spec_dict), "--run-dir", tmp_path / "run", "--no-report", "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert "40 measured" in result.output and "top-100 recall:" in result.output and "top-1% recall:" in result.output
+    assert f"run directory: {tmp_path / 'run'}" in result.output
+    with sqlite3.connect(tmp_path / "run" / "run.sqlite") as db:
         assert db.execute("SELECT COUNT(*) FROM measurements").fetchone()[0] == 40
 
 

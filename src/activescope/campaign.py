@@ -42,6 +42,7 @@ class CampaignSummary:
     budget: int
     best: pd.DataFrame = field(repr=False)  # top measured candidates: id, value, round (+ info columns)
     top1pct_recall: float | None
+    top100_recall: float | None
     elapsed_s: float
     stop_reason: str | None  # None while the campaign can go on
 
@@ -170,8 +171,9 @@ class Campaign:
         return None
 
     def summary(self, top: int = 5) -> CampaignSummary:
-        """Rounds, measurement counts, the best candidates and (with known labels) top-1 % recall."""
-        from .metrics import top_fraction_recall
+        """Rounds, measurement counts, the best candidates and (with known labels) top-100 and
+        top-1 % recall."""
+        from .metrics import top_fraction_recall, top_k_recall
 
         measured = self.store.measurements()
         ok = measured.dropna(subset=["value"])
@@ -180,11 +182,13 @@ class Campaign:
         if len(self.pool.info.columns):
             info = self.pool.info.iloc[self.pool.index_of(best["id"])].reset_index(drop=True)
             best = pd.concat([best, info], axis=1)
-        recall = None
+        recall = recall_100 = None
         column = self.spec.target.column
         if column in self.pool.labels.columns:
             truth = self.pool.labels[column].to_numpy()
-            recall = top_fraction_recall(ok["value"].to_numpy(), truth, 0.01, self.spec.target.goal)
+            found = ok["value"].to_numpy()
+            recall = top_fraction_recall(found, truth, 0.01, self.spec.target.goal)
+            recall_100 = top_k_recall(found, truth, min(100, len(truth)), self.spec.target.goal)
         rounds = self.store.rounds()
         return CampaignSummary(
             run_dir=self.store.run_dir,
@@ -197,6 +201,7 @@ class Campaign:
             budget=self.spec.stop.budget,
             best=best,
             top1pct_recall=recall,
+            top100_recall=recall_100,
             elapsed_s=float(rounds["total_s"].sum()),
             stop_reason=self.stop_reason() if self.store.open_round() is None else None,
         )

@@ -164,7 +164,7 @@ def _print_summary(summary: "CampaignSummary") -> None:
         f"{summary.elapsed_s:.1f} s"
     )
     if summary.top1pct_recall is not None:
-        console.print(f"top-1% recall: {summary.top1pct_recall:.3f}")
+        console.print(f"top-100 recall: {summary.top100_recall:.3f}   top-1% recall: {summary.top1pct_recall:.3f}")
     if not summary.best.empty:
         table = Table(title=f"best {summary.target}")
         for column in summary.best.columns:
