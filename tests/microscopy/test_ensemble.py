@@ -7,7 +7,8 @@ import torch
 
 from activescope.errors import DataError, SpecError
 from activescope.microscopy.augment import IGNORE_INDEX
-from activescope.microscopy.ensemble import Ensemble, group_detections, train_ensemble
+from activescope.microscopy.ensemble import (Ensemble, group_detections, lookup_members,
+                                             train_ensemble)
 from activescope.microscopy.fused import FusedUNet, fusable
 from activescope.microscopy.iterate import PseudoLabelRule, iterate, pseudo_labels
 from activescope.microscopy.nets import build_network
@@ -121,6 +122,31 @@ def test_grouping_measures_frequency_spread_and_class_disagreement():
     assert other_frame.frame == 1 and other_frame.n_detections == 1
 
 
+def _blob_maps(blobs: list[list[tuple[int, int, int]]], size: int = 32) -> np.ndarray:
+    """Member maps ``(M, 1, 3, H, W)``: member m has a 3x3 atom of class c at each (row, col, c)."""
+    maps = np.zeros((len(blobs), 1, 3, size, size), dtype=np.float32)
+    maps[:, :, 0] = 1.0
+    for member, atoms in enumerate(blobs):
+        for row, col, cls in atoms:
+            maps[member, 0, :, row - 1:row + 2, col - 1:col + 2] = 0.0
+            maps[member, 0, cls, row - 1:row + 2, col - 1:col + 2] = 1.0
+    return maps
+
+
+def test_member_lookup_measures_frequency_spread_and_class_disagreement():
+    maps = _blob_maps([[(10, 11, 1), (20, 20, 1)], [(10, 10, 1), (20, 20, 2)], [(10, 10, 1)]])
+    consensus = pd.DataFrame({"x": [10.0, 20.0], "y": [10.0, 20.0], "cls": [1, 1],
+                              "score": [1.0, 1.0], "frame": [0, 0]})
+    agreed, split = (row for _, row in lookup_members(consensus, maps, 0.5, 2.5).iterrows())
+    assert agreed.detection_freq == 1.0 and agreed.class_disagreement == 0.0
+    assert agreed.pos_spread_px == pytest.approx(np.sqrt(2 / 9))
+    assert agreed.uncertainty == pytest.approx(0.0)
+    assert split.n_detections == 2 and split.detection_freq == pytest.approx(2 / 3)
+    assert split.class_disagreement == pytest.approx(0.5) and split.pos_spread_px == 0.0
+    assert split.uncertainty == pytest.approx(1 - 2 / 3 * 0.5)
+    assert split.prob_std == pytest.approx(np.std([1.0, 1.0, 0.0]))
+
+
 def test_trained_ensemble_finds_atoms_and_is_less_sure_on_corrupted_frames(members):
     ensemble = Ensemble(members, CLASSES, "cpu")
     validation = ValidationSet.simulated(EASY, 2, seed=11)
@@ -128,6 +154,10 @@ def test_trained_ensemble_finds_atoms_and_is_less_sure_on_corrupted_frames(membe
     atoms, clean = ensemble.find_with_maps(images)
     assert {"uncertainty", "detection_freq", "pos_spread_px", "class_disagreement"} <= set(atoms)
     assert validation.score(atoms).f1 > 0.9
+    looked_up = Ensemble(members, CLASSES, "cpu", member_lookup=True).find(images)
+    assert validation.score(looked_up).f1 > 0.9
+    assert list(looked_up.columns) == list(atoms.columns)
+    assert looked_up["detection_freq"].mean() >= atoms["detection_freq"].mean() - 0.05
     rng = np.random.default_rng(0)
     noisy = images + rng.normal(0, 1.0, images.shape).astype(np.float32)
     blurred = torch.nn.functional.avg_pool2d(torch.from_numpy(images)[:, None], 9, 1, 4)[:, 0]

@@ -8,7 +8,10 @@ convolutions of 8-channel groups measured slower than N ordinary ones), giving m
 probability maps. Per-atom
 uncertainty comes from grouping the members' own detections: detections of different members
 within ``cluster_radius_px`` form one atom, whose detection frequency, positional spread and
-class disagreement say how much the ensemble agrees about it.
+class disagreement say how much the ensemble agrees about it. ``member_lookup=True`` instead takes
+the atoms from the mean map and only looks each member up around them (``lookup_members``): no
+atom finder on every member map (~20% faster for 10 members at 512 x 512), but an approximation
+(see ``lookup_members``).
 """
 
 from __future__ import annotations
@@ -66,6 +69,9 @@ class Ensemble:
         backend: how the members run: ``"fused"`` (one grouped-convolution network; members
             that cannot be fused fall back to ``"vmap"``), ``"vmap"`` (``torch.func``), ``"loop"``
             (one by one) or ``"auto"`` (fused on CUDA, loop on CPU: fastest measured on each).
+        member_lookup: ``find`` takes atoms from the mean map and looks every member up around
+            them (``lookup_members``) instead of clustering every member's own detections
+            (``group_detections``, the default): the same columns, 10x less atom finding.
         batched: the CLI's ``--batched/--one-by-one`` switch; when given it overrides
             ``backend`` with ``"fused"`` (True) or ``"loop"`` (False).
         min_frequency: fraction of members that must find an atom for it to be reported.
@@ -77,7 +83,7 @@ class Ensemble:
                  device: str | torch.device | None = None, threshold: float = 0.5,
                  min_distance_px: float = 4.0, refine: bool = True, edge_px: int = 0,
                  min_area_px: int = 3, cluster_radius_px: float = 2.5, min_frequency: float = 0.5,
-                 batch_size: int = 2, backend: str = "auto",
+                 batch_size: int = 2, backend: str = "auto", member_lookup: bool = False,
                  batched: bool | None = None) -> None:
         if len(members) < 2:
             raise SpecError(f"an ensemble needs at least 2 members, got {len(members)}")
@@ -109,6 +115,7 @@ class Ensemble:
                                 refine=refine, edge_px=edge_px, min_area_px=min_area_px)
         self.cluster_radius_px = cluster_radius_px
         self.min_frequency = min_frequency
+        self.member_lookup = member_lookup
         self.batch_size = batch_size
 
     @property
@@ -165,14 +172,19 @@ class Ensemble:
         return atoms.assign(frame=frame, member=member)
 
     def find(self, images: np.ndarray | torch.Tensor) -> pd.DataFrame:
-        """Consensus atoms with uncertainty columns (see ``group_detections``)."""
+        """Consensus atoms with uncertainty columns (``lookup_members`` or ``group_detections``)."""
         return self.find_with_maps(images)[0]
 
     def find_with_maps(self, images: np.ndarray | torch.Tensor
                        ) -> tuple[pd.DataFrame, EnsembleMaps]:
         """Consensus atoms and the probability maps they came from."""
         maps = self.probabilities(images)
-        atoms = self.group_all(maps)
+        if self.member_lookup:
+            consensus = atoms_from_probabilities(maps.mean, **self.find_kwargs)
+            atoms = lookup_members(consensus, maps.members, self.find_kwargs["threshold"],
+                                   self.cluster_radius_px)
+        else:
+            atoms = self.group_all(maps)
         return atoms[atoms["detection_freq"] >= self.min_frequency].reset_index(drop=True), maps
 
     def group_all(self, maps: EnsembleMaps) -> pd.DataFrame:
@@ -248,6 +260,62 @@ def group_detections(detections: pd.DataFrame, n_members: int, radius_px: float,
         summary["prob_std"] = atom_prob.std(axis=0)
     summary["uncertainty"] = 1.0 - summary["detection_freq"] * (1.0 - summary["class_disagreement"])
     return summary[columns].reset_index(drop=True)
+
+
+def lookup_members(consensus: pd.DataFrame, member_maps: np.ndarray, threshold: float,
+                   radius_px: float) -> pd.DataFrame:
+    """Uncertainty columns for atoms found on the mean map, from each member's map near them.
+
+    Member ``m`` detects an atom when its atom probability ``1 - p(background)`` exceeds
+    ``threshold`` somewhere within ``radius_px`` of the atom; its position there is the
+    centroid of that probability above the threshold in the disc, and its class the most likely
+    atom class at its peak. The columns then mean what ``group_detections`` computes from
+    clustered detections: ``n_detections``, ``detection_freq``, ``pos_spread_px`` (RMS distance
+    of detecting members' positions from their mean), ``class_disagreement`` (share of
+    detecting members disagreeing with the consensus class), ``prob_std`` and ``uncertainty``.
+    Approximate: a member region too small or merged with a neighbour still counts as a
+    detection (measured detection_freq ~1.0 where clustering gave 0.91-0.97), and the disc
+    truncates member regions, so ``pos_spread_px`` comes out smaller (0.07-0.09 vs 0.17-0.30 px).
+    """
+    columns = ["x", "y", "cls", "score", "frame", *UNCERTAINTY_COLUMNS]
+    if consensus.empty:
+        return pd.DataFrame(columns=columns)
+    n_members, height, width = member_maps.shape[0], member_maps.shape[-2], member_maps.shape[-1]
+    reach = int(np.floor(radius_px))
+    dy, dx = np.mgrid[-reach:reach + 1, -reach:reach + 1].reshape(2, -1)
+    disc = dx**2 + dy**2 <= radius_px**2
+    dy, dx = dy[disc], dx[disc]
+    frame = consensus["frame"].to_numpy()
+    centre_row = np.rint(consensus["y"].to_numpy()).astype(int)
+    centre_col = np.rint(consensus["x"].to_numpy()).astype(int)
+    rows = np.clip(centre_row[:, None] + dy, 0, height - 1)
+    cols = np.clip(centre_col[:, None] + dx, 0, width - 1)
+    atom_prob = 1.0 - member_maps[:, frame[:, None], 0, rows, cols]
+    weight = np.clip(atom_prob - threshold, 0.0, None)
+    detects = (weight > 0).any(axis=-1)
+    total = np.maximum(weight.sum(axis=-1), 1e-12)
+    member_x = (weight * cols).sum(axis=-1) / total
+    member_y = (weight * rows).sum(axis=-1) / total
+    n_detections = detects.sum(axis=0)
+    per_detection = 1.0 / np.maximum(n_detections, 1)
+    mean_x = (member_x * detects).sum(axis=0) * per_detection
+    mean_y = (member_y * detects).sum(axis=0) * per_detection
+    sq_dist = (member_x - mean_x) ** 2 + (member_y - mean_y) ** 2
+    peak = atom_prob.argmax(axis=-1)
+    peak_rows = np.take_along_axis(rows[None], peak[..., None], axis=-1)[..., 0]
+    peak_cols = np.take_along_axis(cols[None], peak[..., None], axis=-1)[..., 0]
+    member_cls = member_maps[np.arange(n_members)[:, None], frame[None, :], 1:,
+                             peak_rows, peak_cols].argmax(axis=-1) + 1
+    disagree = detects & (member_cls != consensus["cls"].to_numpy())
+    centre_prob = 1.0 - member_maps[:, frame, 0, np.clip(centre_row, 0, height - 1),
+                                    np.clip(centre_col, 0, width - 1)]
+    table = consensus.assign(
+        n_detections=n_detections, detection_freq=n_detections / n_members,
+        pos_spread_px=np.sqrt((sq_dist * detects).sum(axis=0) * per_detection),
+        class_disagreement=disagree.sum(axis=0) * per_detection,
+        prob_std=centre_prob.std(axis=0))
+    table["uncertainty"] = 1.0 - table["detection_freq"] * (1.0 - table["class_disagreement"])
+    return table[columns].reset_index(drop=True)
 
 
 @dataclass
