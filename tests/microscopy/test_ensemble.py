@@ -63,6 +63,12 @@ def test_batched_ensemble_equals_each_member_run_alone():
         assert other.backend == backend
         np.testing.assert_allclose(other.probabilities(images).members, maps.members, atol=1e-5)
     assert Ensemble(members, CLASSES, "cpu", batched=False).backend == "loop"
+    assert Ensemble(members, CLASSES, "cpu").backend == "loop"
+    torch.set_num_threads(2)
+    try:
+        assert Ensemble(members, CLASSES, "cpu").backend == "fused"
+    finally:
+        torch.set_num_threads(1)
 
 
 @pytest.mark.parametrize("kwargs", [dict(n_classes=3, depth=2),

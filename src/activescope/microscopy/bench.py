@@ -13,6 +13,7 @@ import copy
 import json
 import time
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -71,7 +72,8 @@ def _median_fps(run, n_frames: int, repeats: int) -> float:
 def bench_speed(settings: BenchSettings, trained_model, trained_members,
                 threads: int) -> list[dict]:
     """Frames/s at 512 x 512 including atom finding: AtomAI-like 16-filter U-Net, our light
-    U-Net (with and without folded batch norm) and the batched ensemble vs a Python loop.
+    U-Net (with and without folded batch norm) and the ensemble's backends (members one by one,
+    one fused grouped-convolution network, ``torch.func.vmap``) and its member lookup.
 
     The ensemble is ``settings.speed_members`` copies of the trained members (speed does not
     depend on the weights)."""
@@ -94,20 +96,19 @@ def bench_speed(settings: BenchSettings, trained_model, trained_members,
     network_only = Predictor(trained_model.model, classes, "cpu")
     rows.append({"model": "lite_unet, network only (no atom finding)", "frames_per_s": _median_fps(
         lambda: network_only.probabilities(images), len(images), settings.speed_repeats)})
-    ensemble = Ensemble(trained_members, classes, "cpu")
-    rows.append({"model": f"ensemble of {len(trained_members)} (vmap, + per-atom uncertainty)",
-                 "frames_per_s": _median_fps(lambda: ensemble.find(images), len(images),
+    n = len(trained_members)
+    for backend in ("loop", "fused", "vmap"):
+        ensemble = Ensemble(trained_members, classes, "cpu", backend=backend)
+        rows.append({"model": f"ensemble of {n}, {backend} (+ per-atom uncertainty)",
+                     "frames_per_s": _median_fps(partial(ensemble.find, images), len(images),
+                                                 settings.speed_repeats)})
+        rows.append({"model": f"ensemble of {n}, {backend} (maps only)",
+                     "frames_per_s": _median_fps(partial(ensemble.probabilities, images),
+                                                 len(images), settings.speed_repeats)})
+    lookup = Ensemble(trained_members, classes, "cpu", backend="loop", member_lookup=True)
+    rows.append({"model": f"ensemble of {n}, loop, member lookup (+ per-atom uncertainty)",
+                 "frames_per_s": _median_fps(lambda: lookup.find(images), len(images),
                                              settings.speed_repeats)})
-    looped = Ensemble(trained_members, classes, "cpu", batched=False)
-    rows.append({"model": f"ensemble of {len(trained_members)}, members one by one (+ uncertainty)",
-                 "frames_per_s": _median_fps(lambda: looped.find(images), len(images),
-                                             settings.speed_repeats)})
-    rows.append({"model": f"ensemble of {len(trained_members)}, members one by one (maps only)",
-                 "frames_per_s": _median_fps(lambda: looped.probabilities(images), len(images),
-                                             settings.speed_repeats)})
-    rows.append({"model": f"ensemble of {len(trained_members)} vmap (maps only)",
-                 "frames_per_s": _median_fps(lambda: ensemble.probabilities(images),
-                                             len(images), settings.speed_repeats)})
     return [{"threads": threads, **row} for row in rows]
 
 

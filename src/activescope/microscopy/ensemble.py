@@ -2,10 +2,11 @@
 
 Members share one architecture and differ in initial weights and batch order (trained from
 scratch) or only in batch order after a common baseline (short fine-tunes). At inference the
-members run as one fused network of grouped convolutions (``fused.FusedUNet``, the default on
-CUDA), under ``torch.func.vmap``, or one after another (the default on CPU, where oneDNN's grouped
-convolutions of 8-channel groups measured slower than N ordinary ones), giving mean and variance
-probability maps. Per-atom
+members run as one fused network of grouped convolutions (``fused.FusedUNet``), under
+``torch.func.vmap``, or one after another, giving mean and variance probability maps. On one CPU
+thread the loop is fastest (oneDNN's grouped convolutions of 8-channel groups are slower than N
+ordinary ones: 2.3 vs 1.6 frames/s for 10 members at 512 x 512); with two threads on busy cores
+the fused net's 10x fewer operations win (1.1 vs 0.3 frames/s), as they should on a GPU. Per-atom
 uncertainty comes from grouping the members' own detections: detections of different members
 within ``cluster_radius_px`` form one atom, whose detection frequency, positional spread and
 class disagreement say how much the ensemble agrees about it. ``member_lookup=True`` instead takes
@@ -68,7 +69,8 @@ class Ensemble:
         cluster_radius_px: detections of different members closer than this are one atom.
         backend: how the members run: ``"fused"`` (one grouped-convolution network; members
             that cannot be fused fall back to ``"vmap"``), ``"vmap"`` (``torch.func``), ``"loop"``
-            (one by one) or ``"auto"`` (fused on CUDA, loop on CPU: fastest measured on each).
+            (one by one) or ``"auto"`` (loop on a CPU with one torch thread, else fused; decided
+            when the ensemble is built, see the module docstring for the measurements).
         member_lookup: ``find`` takes atoms from the mean map and looks every member up around
             them (``lookup_members``) instead of clustering every member's own detections
             (``group_detections``, the default): the same columns, 10x less atom finding.
@@ -99,7 +101,8 @@ class Ensemble:
         if batched is not None:
             backend = "fused" if batched else "loop"
         if backend == "auto":
-            backend = "fused" if self.device.type == "cuda" else "loop"
+            single_thread = self.device.type == "cpu" and torch.get_num_threads() == 1
+            backend = "loop" if single_thread else "fused"
         if backend == "fused" and not fusable(folded):
             backend = "vmap"
         self.backend = backend
