@@ -19,6 +19,15 @@ os.environ.setdefault("MKL_NUM_THREADS", "1")
 SMALL_QM9 = {"source": "qm9", "subset": 600, "features": ["physics"]}
 
 
+@pytest.fixture(scope="session", autouse=True)
+def one_math_thread():
+    """One torch thread per xdist worker: small GP/DKL fits and tiny networks run 10-50x slower
+    when two workers each spread them over both cores."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
 @pytest.fixture
 def spec_dict() -> dict:
     """A tiny dipole-maximisation campaign: 600 QM9 molecules, random forest, 60 measurements."""

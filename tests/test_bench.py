@@ -4,21 +4,12 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-import torch
 
 from activescope.bench import bench_main, default_strategies, run_bench, strategy_spec
 from activescope.errors import SpecError
 from activescope.metrics import top_k_recall
 from activescope.spec import parse_spec
 from activescope.store import Store
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Small GP/DKL fits run ~40x slower when torch spreads them over 2 busy cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 STRATEGIES = {"rf-ucb": {"model": {"kind": "rf"}, "acquisition": {"kind": "ucb"}}, "random": {"acquisition": {"kind": "random"}}}

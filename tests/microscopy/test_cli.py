@@ -15,13 +15,6 @@ runner = CliRunner()
 TINY = {"base_filters": 4, "depth": 2}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
 
 def _run(*args):
     return runner.invoke(app, [str(a) for a in args])

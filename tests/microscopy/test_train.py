@@ -16,13 +16,6 @@ EASY = SimConfig(lattice="graphene", size=96, pixel_size=0.12, probe_fwhm=0.9, d
 TINY = {"base_filters": 8, "depth": 2}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
 
 @pytest.fixture(scope="module")
 def trained():

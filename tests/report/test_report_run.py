@@ -7,21 +7,12 @@ import re
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from activescope.campaign import Campaign
 from activescope.pool import Pool
 from activescope.report import report_run
 from activescope.spec import parse_spec
 from activescope.store import Store
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Small GP/DKL fits run ~40x slower when torch spreads them over 2 busy cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 EXTERNAL = re.compile(r"""(?:src|href)\s*=\s*["']?\s*(?:https?:|//|file:)|<link\b|<script\b|@import|url\(""", re.I)
