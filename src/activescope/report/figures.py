@@ -76,13 +76,7 @@ def recall_figure(
         ax.plot(count, random_recall_expectation(all_values, k, len(count), goal), color=RANDOM_COLOR, lw=1.5,
                 label="random sampling (exact expectation)")
         _mark_ideal_recall(ax, k, len(count))
-        _mark_initial_design(ax, n_initial)
-        ax.set_ylim(0, 1.02)
-        ax.set_xlabel("measurements")
-        ax.set_ylabel("recall")
-        ax.set_title(f"{label} recall (k = {k:,})")
-        ax.legend(loc="upper left", fontsize=8)
-        ax.grid(alpha=0.3)
+        _style_recall_axes(ax, n_initial, "recall", f"{label} recall (k = {k:,})")
     return fig
 
 
@@ -184,14 +178,19 @@ def strategy_recall_figure(
                 label="random (exact expectation)")
         if ks and measure in ks:
             _mark_ideal_recall(ax, ks[measure], baseline.size)
-        _mark_initial_design(ax, n_initial)
-        ax.set_ylim(0, 1.02)
-        ax.set_xlabel("measurements")
-        ax.set_ylabel("recall (mean ± sd over seeds)")
-        ax.set_title(f"{measure} recall")
-        ax.legend(loc="upper left", fontsize=8)
-        ax.grid(alpha=0.3)
+        _style_recall_axes(ax, n_initial, "recall (mean ± sd over seeds)", f"{measure} recall")
     return fig
+
+
+def _style_recall_axes(ax, n_initial: int, ylabel: str, title: str) -> None:
+    """Shared look of recall panels: initial-design marker, [0, 1] axis, labels, legend, grid."""
+    _mark_initial_design(ax, n_initial)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("measurements")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(loc="upper left", fontsize=8)
+    ax.grid(alpha=0.3)
 
 
 def molecule_svg(smiles: str, width: int = 200, height: int = 140) -> str | None:
