@@ -11,7 +11,8 @@ uncertainty comes from grouping the members' own detections: detections of diffe
 within ``cluster_radius_px`` form one atom, whose detection frequency, positional spread and
 class disagreement say how much the ensemble agrees about it. ``member_lookup=True`` instead takes
 the atoms from the mean map and only looks each member up around them (``lookup_members``): no
-atom finder on every member map (~20% faster for 10 members at 512 x 512), but an approximation
+atom finder on every member map (25-40% more frames/s for 10 members at 512 x 512, one
+thread), but an approximation
 (see ``lookup_members``).
 """
 
