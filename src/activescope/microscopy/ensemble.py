@@ -12,8 +12,7 @@ within ``cluster_radius_px`` form one atom, whose detection frequency, positiona
 class disagreement say how much the ensemble agrees about it. ``member_lookup=True`` instead takes
 the atoms from the mean map and only looks each member up around them (``lookup_members``): no
 atom finder on every member map (25-40% more frames/s for 10 members at 512 x 512, one
-thread), but an approximation
-(see ``lookup_members``).
+thread), but an approximation (see ``lookup_members``).
 """
 
 from __future__ import annotations
