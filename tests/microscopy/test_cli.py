@@ -70,14 +70,22 @@ def test_find_writes_csv_and_overlay_and_prints_counts(frames, model, tmp_path, 
     assert (tmp_path / "out" / "scan_overlay.png").stat().st_size > 1000
 
 
-def test_ensemble_find_adds_uncertainty_and_variance_map(frames, ensemble_path, tmp_path):
+@pytest.mark.parametrize("options", [(), ("--backend", "fused", "--member-lookup")])
+def test_ensemble_find_adds_uncertainty_and_variance_map(frames, ensemble_path, tmp_path, options):
     result = _run("atoms", "ensemble-find", frames / "frame_000.npy", "--model", ensemble_path,
-                  "--out", tmp_path, "--threshold", 0.05, "--min-frequency", 0.0)
+                  "--out", tmp_path, "--threshold", 0.05, "--min-frequency", 0.0, *options)
     assert result.exit_code == 0, result.output
     table = pd.read_csv(tmp_path / "frame_000_atoms.csv")
     assert {"uncertainty", "detection_freq", "pos_spread_px", "class_disagreement"} <= set(table)
     assert (tmp_path / "frame_000_variance.png").is_file()
     assert (tmp_path / "frame_000_overlay.png").is_file()
+
+
+def test_ensemble_find_rejects_an_unknown_backend(frames, ensemble_path, tmp_path):
+    result = _run("atoms", "ensemble-find", frames / "frame_000.npy", "--model", ensemble_path,
+                  "--out", tmp_path, "--backend", "gpu-magic")
+    assert result.exit_code == 2
+    assert "backend" in result.output and "Traceback" not in result.output
 
 
 def test_iterate_fine_tunes_an_ensemble_on_a_folder(ensemble_path, tmp_path):

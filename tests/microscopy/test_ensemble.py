@@ -62,7 +62,6 @@ def test_batched_ensemble_equals_each_member_run_alone():
         other = Ensemble(members, CLASSES, "cpu", backend=backend)
         assert other.backend == backend
         np.testing.assert_allclose(other.probabilities(images).members, maps.members, atol=1e-5)
-    assert Ensemble(members, CLASSES, "cpu", batched=False).backend == "loop"
     assert Ensemble(members, CLASSES, "cpu").backend == "loop"
     torch.set_num_threads(2)
     try:

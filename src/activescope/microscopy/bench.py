@@ -112,15 +112,18 @@ def bench_speed(settings: BenchSettings, trained_model, trained_members,
     return [{"threads": threads, **row} for row in rows]
 
 
-def _uncertainty_auroc(validation: ValidationSet, atoms) -> float:
-    """AUROC of ``uncertainty`` for separating wrong consensus atoms from right ones."""
+def _uncertainty_aurocs(validation: ValidationSet, atoms) -> dict[str, float]:
+    """AUROC for separating wrong consensus atoms from right ones, for two per-atom scores:
+    the ensemble ``uncertainty`` column and 1 - ``score`` (the consensus peak probability)."""
     result = validation.score(atoms)
     wrong = ~result.pred_correct
     if wrong.all() or not wrong.any():
-        return float("nan")
+        return {"auroc_uncertainty": float("nan"), "auroc_1_minus_score": float("nan")}
     order = np.concatenate([np.flatnonzero(atoms["frame"].to_numpy() == k)
                             for k in range(len(validation.atoms))])
-    return float(roc_auc_score(wrong, atoms["uncertainty"].to_numpy()[order]))
+    ordered = atoms.iloc[order]
+    return {"auroc_uncertainty": float(roc_auc_score(wrong, ordered["uncertainty"].to_numpy())),
+            "auroc_1_minus_score": float(roc_auc_score(wrong, 1.0 - ordered["score"].to_numpy()))}
 
 
 def bench_ood(settings: BenchSettings, base_sim: SimConfig, model, members) -> list[dict]:
@@ -135,7 +138,7 @@ def bench_ood(settings: BenchSettings, base_sim: SimConfig, model, members) -> l
         ensemble = Ensemble(members, classes, "cpu")
         atoms = ensemble.find(test.images)
         ensemble_f1 = test.score(atoms).f1
-        auroc = _uncertainty_auroc(test, atoms)
+        aurocs = _uncertainty_aurocs(test, atoms)
         tuned = iterate([copy.deepcopy(m) for m in members], classes, unlabelled,
                         settings.elit_rounds, TrainConfig(steps=settings.elit_steps, batch_size=8,
                                                           crop_size=min(128, settings.frame_size),
@@ -144,8 +147,7 @@ def bench_ood(settings: BenchSettings, base_sim: SimConfig, model, members) -> l
                         progress=False)
         elit_f1 = test.score(Ensemble(tuned.members, classes, "cpu").find(test.images)).f1
         rows.append({"ood_set": name, "single_f1": single, "ensemble_f1": ensemble_f1,
-                     "elit_f1": elit_f1, "elit_gain_vs_single": elit_f1 - single,
-                     "uncertainty_auroc": auroc})
+                     "elit_f1": elit_f1, "elit_gain_vs_single": elit_f1 - single, **aurocs})
     return rows
 
 

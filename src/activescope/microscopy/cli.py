@@ -141,9 +141,12 @@ def ensemble_find(image: Path = typer.Argument(..., help="npy/tif/png/dm3/dm4/em
                   threshold: float = typer.Option(0.5), min_distance: float = typer.Option(4.0),
                   min_frequency: float = typer.Option(0.5, help="share of members that must agree"),
                   lattice: Optional[str] = _EXPECT,
-                  batched: bool = typer.Option(True, "--batched/--one-by-one",
-                                               help="vmap all members, or run them in turn "
-                                                    "(faster on CPU)")) -> None:
+                  backend: str = typer.Option("auto", help="auto | fused | vmap | loop: how the "
+                                              "members run (auto: loop on one CPU thread, "
+                                              "else one fused grouped-convolution network)"),
+                  member_lookup: bool = typer.Option(False, "--member-lookup", help="find atoms "
+                                                     "on the mean map and look members up around "
+                                                     "them (faster, approximate spread)")) -> None:
     """Ensemble atom finding: CSV with per-atom uncertainty, overlay and variance-map PNGs."""
     import matplotlib
 
@@ -155,7 +158,7 @@ def ensemble_find(image: Path = typer.Argument(..., help="npy/tif/png/dm3/dm4/em
     frame, _ = read_image(image)
     ensemble = Ensemble.from_checkpoint(model, _expected_classes(lattice), threshold=threshold,
                                         min_distance_px=min_distance, min_frequency=min_frequency,
-                                        batched=batched)
+                                        backend=backend, member_lookup=member_lookup)
     atoms, maps = ensemble.find_with_maps(frame)
     csv = _write_outputs(frame, atoms, ensemble.classes, out, image.stem, "uncertainty")
     plt.imsave(out / f"{image.stem}_variance.png", maps.atom_variance[0], cmap="magma")

@@ -74,8 +74,6 @@ class Ensemble:
         member_lookup: ``find`` takes atoms from the mean map and looks every member up around
             them (``lookup_members``) instead of clustering every member's own detections
             (``group_detections``, the default): the same columns, 10x less atom finding.
-        batched: the CLI's ``--batched/--one-by-one`` switch; when given it overrides
-            ``backend`` with ``"fused"`` (True) or ``"loop"`` (False).
         min_frequency: fraction of members that must find an atom for it to be reported.
         threshold, min_distance_px, refine, edge_px, min_area_px: passed to ``locate.find_atoms``
             (defaults tuned on simulated frames: 0.5, 4 px, True, 0, 3 px).
@@ -85,8 +83,7 @@ class Ensemble:
                  device: str | torch.device | None = None, threshold: float = 0.5,
                  min_distance_px: float = 4.0, refine: bool = True, edge_px: int = 0,
                  min_area_px: int = 3, cluster_radius_px: float = 2.5, min_frequency: float = 0.5,
-                 batch_size: int = 2, backend: str = "auto", member_lookup: bool = False,
-                 batched: bool | None = None) -> None:
+                 batch_size: int = 2, backend: str = "auto", member_lookup: bool = False) -> None:
         if len(members) < 2:
             raise SpecError(f"an ensemble needs at least 2 members, got {len(members)}")
         if any(member.n_classes != len(classes) for member in members):
@@ -98,8 +95,6 @@ class Ensemble:
             raise SpecError(f"ensemble backend must be one of {BACKENDS}, got {backend!r}")
         self.device = torch.device(device) if device is not None else default_device()
         folded = [fuse_batchnorm(member).to(self.device) for member in members]
-        if batched is not None:
-            backend = "fused" if batched else "loop"
         if backend == "auto":
             single_thread = self.device.type == "cpu" and torch.get_num_threads() == 1
             backend = "loop" if single_thread else "fused"
