@@ -22,14 +22,6 @@ EASY = SimConfig(lattice="graphene", size=96, pixel_size=0.12, probe_fwhm=0.9, d
 CLASSES = ["background", "C", "dopant"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.fixture(scope="module")
 def members():
     config = TrainConfig(steps=100, batch_size=8, crop_size=64, augment=False, seed=3)
@@ -63,11 +55,6 @@ def test_batched_ensemble_equals_each_member_run_alone():
         assert other.backend == backend
         np.testing.assert_allclose(other.probabilities(images).members, maps.members, atol=1e-5)
     assert Ensemble(members, CLASSES, "cpu").backend == "loop"
-    torch.set_num_threads(2)
-    try:
-        assert Ensemble(members, CLASSES, "cpu").backend == "fused"
-    finally:
-        torch.set_num_threads(1)
 
 
 @pytest.mark.parametrize("kwargs", [dict(n_classes=3, depth=2),

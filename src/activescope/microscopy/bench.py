@@ -44,7 +44,6 @@ class BenchSettings:
     lattices: tuple[str, ...]
     steps: int
     n_members: int
-    finetune_steps: int
     elit_rounds: int
     elit_steps: int
     eval_frames: int
@@ -55,8 +54,8 @@ class BenchSettings:
     @classmethod
     def make(cls, quick: bool) -> "BenchSettings":
         if quick:
-            return cls(("graphene",), 150, 3, 20, 1, 20, 2, 2, frame_size=128, speed_members=3)
-        return cls(("graphene", "mos2", "srtio3"), 500, 5, 50, 1, 40, 6, 5)
+            return cls(("graphene",), 150, 3, 1, 20, 2, 2, frame_size=128, speed_members=3)
+        return cls(("graphene", "mos2", "srtio3"), 500, 5, 1, 40, 6, 5)
 
 
 def _median_fps(run, n_frames: int, repeats: int) -> float:
@@ -215,8 +214,7 @@ def run_benchmarks(out: Path, quick: bool = False, threads: int = 1) -> str:
     base = models[settings.lattices[0]]
     dose_rows = bench_dose_curve(settings, base, out)
     base_sim = SimConfig(lattice=settings.lattices[0])
-    ensemble = train_ensemble(base_sim, config, settings.n_members, mode="finetune",
-                              finetune_steps=settings.finetune_steps, baseline=base,
+    ensemble = train_ensemble(base_sim, config, settings.n_members, mode="scratch",
                               device="cpu", progress=False)
     ood_rows = bench_ood(settings, base_sim, base, ensemble.members)
     speed_rows = [row for n in (1, 2) for row in bench_speed(settings, base, ensemble.members, n)]

@@ -3,10 +3,11 @@
 Members share one architecture and differ in initial weights and batch order (trained from
 scratch) or only in batch order after a common baseline (short fine-tunes). At inference the
 members run as one fused network of grouped convolutions (``fused.FusedUNet``), under
-``torch.func.vmap``, or one after another, giving mean and variance probability maps. On one CPU
-thread the loop is fastest (oneDNN's grouped convolutions of 8-channel groups are slower than N
-ordinary ones: 2.3 vs 1.6 frames/s for 10 members at 512 x 512); with two threads on busy cores
-the fused net's 10x fewer operations win (1.1 vs 0.3 frames/s), as they should on a GPU. Per-atom
+``torch.func.vmap``, or one after another, giving mean and variance probability maps. On a CPU
+the loop is fastest: oneDNN's grouped convolutions of 8-channel groups are slower than N ordinary
+ones (10 members at 512 x 512 with per-atom uncertainty, quiet 2-core machine: loop 2.5 and 4.3
+frames/s on 1 and 2 threads, fused 1.9 and 3.3, vmap 1.0 and 1.7). On a GPU the fused network
+replaces N kernel launches per layer by one, so ``auto`` picks it there. Per-atom
 uncertainty comes from grouping the members' own detections: detections of different members
 within ``cluster_radius_px`` form one atom, whose detection frequency, positional spread and
 class disagreement say how much the ensemble agrees about it. ``member_lookup=True`` instead takes
@@ -69,7 +70,7 @@ class Ensemble:
         cluster_radius_px: detections of different members closer than this are one atom.
         backend: how the members run: ``"fused"`` (one grouped-convolution network; members
             that cannot be fused fall back to ``"vmap"``), ``"vmap"`` (``torch.func``), ``"loop"``
-            (one by one) or ``"auto"`` (loop on a CPU with one torch thread, else fused; decided
+            (one by one) or ``"auto"`` (loop on a CPU, fused on a GPU; decided
             when the ensemble is built, see the module docstring for the measurements).
         member_lookup: ``find`` takes atoms from the mean map and looks every member up around
             them (``lookup_members``) instead of clustering every member's own detections
@@ -96,8 +97,7 @@ class Ensemble:
         self.device = torch.device(device) if device is not None else default_device()
         folded = [fuse_batchnorm(member).to(self.device) for member in members]
         if backend == "auto":
-            single_thread = self.device.type == "cpu" and torch.get_num_threads() == 1
-            backend = "loop" if single_thread else "fused"
+            backend = "loop" if self.device.type == "cpu" else "fused"
         if backend == "fused" and not fusable(folded):
             backend = "vmap"
         self.backend = backend
