@@ -19,10 +19,9 @@ from typing import Sequence
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from activescope.errors import DataError
-from activescope.microscopy.nets import UNet
+from activescope.microscopy.nets import UNet, unet_pass
 
 
 def _grouped_conv(convs: Sequence[nn.Conv2d], shared_input: bool) -> nn.Conv2d:
@@ -115,19 +114,10 @@ class FusedUNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Images ``(B, 1, H, W)`` -> every member's logits ``(B, N, C, H, W)``."""
-        if self.space_to_depth > 1:
-            x = F.pixel_unshuffle(x, self.space_to_depth)
-        skips = []
-        for encoder in self.encoders:
-            x = encoder(x)
-            skips.append(x)
-            x = F.max_pool2d(x, 2)
-        x = self.bottleneck(x)
-        for skip_conv, decoder, skip in zip(self.skip_convs, self.decoders, reversed(skips)):
-            x = decoder(skip_conv(F.interpolate(x, scale_factor=2.0, mode="nearest"), skip))
-        logits = self.head(x)
-        if self.space_to_depth > 1:
-            logits = F.pixel_shuffle(logits, self.space_to_depth)
+        decode_steps = [lambda up, skip, merge=merge, block=block: block(merge(up, skip))
+                        for merge, block in zip(self.skip_convs, self.decoders)]
+        logits = unet_pass(x, self.encoders, self.bottleneck, decode_steps, self.head,
+                           self.space_to_depth)
         return logits.unflatten(1, (self.n_members, self.n_classes))
 
 

@@ -9,7 +9,7 @@ keyword arguments as JSON and rebuild the network without pickling code.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import nn
@@ -112,21 +112,32 @@ class UNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Images ``(N, 1, H, W)`` -> logits ``(N, C, H, W)``."""
-        if self.space_to_depth > 1:
-            x = F.pixel_unshuffle(x, self.space_to_depth)
-        skips = []
-        for encoder in self.encoders:
-            x = encoder(x)
-            skips.append(x)
-            x = F.max_pool2d(x, 2)
-        x = self.bottleneck(x)
-        for decoder, skip in zip(self.decoders, reversed(skips)):
-            x = F.interpolate(x, scale_factor=2.0, mode="nearest")
-            x = decoder(torch.cat([x, skip], dim=1))
-        logits = self.head(x)
-        if self.space_to_depth > 1:
-            logits = F.pixel_shuffle(logits, self.space_to_depth)
-        return logits
+        decode_steps = [lambda up, skip, block=block: block(torch.cat([up, skip], dim=1))
+                        for block in self.decoders]
+        return unet_pass(x, self.encoders, self.bottleneck, decode_steps, self.head,
+                         self.space_to_depth)
+
+
+def unet_pass(x: torch.Tensor, encoders: Sequence[nn.Module], bottleneck: nn.Module,
+              decode_steps: Sequence[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]],
+              head: nn.Module, space_to_depth: int) -> torch.Tensor:
+    """The U-Net data flow shared by ``UNet`` and the fused ensemble: optional space-to-depth,
+    encoders that keep their outputs as skips, bottleneck, then per level a nearest 2x upsample
+    merged with its skip by ``decode_steps[k](upsampled, skip)``, the head and depth-to-space."""
+    if space_to_depth > 1:
+        x = F.pixel_unshuffle(x, space_to_depth)
+    skips = []
+    for encoder in encoders:
+        x = encoder(x)
+        skips.append(x)
+        x = F.max_pool2d(x, 2)
+    x = bottleneck(x)
+    for decode, skip in zip(decode_steps, reversed(skips)):
+        x = decode(F.interpolate(x, scale_factor=2.0, mode="nearest"), skip)
+    logits = head(x)
+    if space_to_depth > 1:
+        logits = F.pixel_shuffle(logits, space_to_depth)
+    return logits
 
 
 def lite_unet(n_classes: int = 2, in_channels: int = 1, base_filters: int = 8, depth: int = 3,
