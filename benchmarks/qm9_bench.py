@@ -16,7 +16,7 @@ import argparse
 from pathlib import Path
 
 from activescope.bench import default_strategies, headline_spec, run_bench
-from activescope.spec import parse_spec
+from activescope.engine.spec import parse_spec
 
 
 def main() -> None:

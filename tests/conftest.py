@@ -58,6 +58,6 @@ def write_spec(tmp_path: Path) -> Callable[..., Path]:
 @pytest.fixture(scope="session")
 def small_pool():
     """The SMALL_QM9 pool, built once per test session."""
-    from activescope.sources import build_pool
+    from activescope.engine.pool import build_pool
 
     return build_pool(**SMALL_QM9)

@@ -4,16 +4,16 @@ import numpy as np
 import pytest
 from scipy.stats import norm
 
-from activescope.acquisition import (
+from activescope.engine.acquisition import (
     Selection,
     expected_improvement,
     log_expected_improvement,
     select_batch,
     upper_confidence_bound,
 )
-from activescope.errors import DataError
+from activescope.engine.errors import DataError
 from activescope.models import build_model
-from activescope.spec import AcquisitionSpec
+from activescope.engine.spec import AcquisitionSpec
 
 
 class MarginalOnly:

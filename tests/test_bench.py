@@ -6,10 +6,10 @@ import pandas as pd
 import pytest
 
 from activescope.bench import bench_main, default_strategies, run_bench, strategy_spec
-from activescope.errors import SpecError
-from activescope.metrics import top_k_recall
-from activescope.spec import parse_spec
-from activescope.store import Store
+from activescope.engine.errors import SpecError
+from activescope.engine.metrics import top_k_recall
+from activescope.engine.spec import parse_spec
+from activescope.engine.store import Store
 
 
 STRATEGIES = {"rf-ucb": {"model": {"kind": "rf"}, "acquisition": {"kind": "ucb"}}, "random": {"acquisition": {"kind": "random"}}}

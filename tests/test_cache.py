@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from activescope.cache import cache_dir, cache_key, cached_array, cached_arrays
+from activescope.engine.cache import cache_dir, cache_key, cached_array, cached_arrays
 
 
 @pytest.fixture(autouse=True)

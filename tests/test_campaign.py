@@ -6,11 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from activescope.campaign import Campaign, build_surrogate, initial_design
-from activescope.errors import DataError, RunStateError, SpecError
-from activescope.metrics import random_best_expectation
-from activescope.pool import Pool
-from activescope.spec import parse_spec
+from activescope.engine.campaign import Campaign, build_surrogate, initial_design
+from activescope.engine.errors import DataError, RunStateError, SpecError
+from activescope.engine.metrics import random_best_expectation
+from activescope.engine.pool import Pool
+from activescope.engine.spec import parse_spec
 
 
 def _run(tmp_path, spec_dict, pool, name="run"):
@@ -131,18 +131,19 @@ def test_ask_tell_in_the_library(tmp_path, spec_dict, small_pool):
     batch["value"] = np.nan
     batch.to_csv(path, index=False)
     with pytest.raises(DataError, match=r"NaN or infinite value\(s\) for id\(s\) "):
-        campaign.tell(path)
+        campaign.tell_csv(path)
     assert campaign.store.measurements().empty
 
     batch["value"] = truth[small_pool.index_of(batch["id"].astype(str))]
     batch.to_csv(path, index=False)
-    next_path = campaign.tell(path)
+    awaited, next_path = campaign.tell_csv(path)
+    assert awaited == 0
     assert next_path.name == "suggest_round_1.csv"
     follow = pd.read_csv(next_path, dtype={"id": str})
     assert len(follow) == 10 and follow["mean"].notna().all() and (follow["std"] > 0).all()
     follow["value"] = truth[small_pool.index_of(follow["id"])]
     follow.to_csv(next_path, index=False)
-    assert campaign.tell(next_path) is None
+    assert campaign.tell_csv(next_path) == (0, None)
     assert campaign.summary().stop_reason == "budget"
     with pytest.raises(RunStateError, match="the campaign is over"):
         campaign.suggest()

@@ -13,7 +13,7 @@ import yaml
 from typer.testing import CliRunner
 
 from activescope.cli import app, preset_names
-from activescope.spec import parse_spec
+from activescope.engine.spec import parse_spec
 
 REPO = Path(__file__).resolve().parents[1]
 runner = CliRunner()
@@ -123,7 +123,7 @@ def test_malformed_yaml(tmp_path):
 
 def test_invalid_field_names_allowed_values(tmp_path, spec_dict, write_spec):
     spec_dict["acquisition"]["kind"] = "bestest"
-    assert_user_error(invoke("run", write_spec(spec_dict), "--run-dir", tmp_path / "r"), "acquisition.kind", "'ucb'")
+    assert_user_error(invoke("run", write_spec(spec_dict), "--run-dir", tmp_path / "r"), "acquisition.kind", "ucb")
 
 
 def test_unknown_target_column(tmp_path, spec_dict, write_spec):

@@ -3,8 +3,8 @@ import itertools
 import numpy as np
 import pytest
 
-from activescope.errors import DataError
-from activescope.metrics import (
+from activescope.engine.errors import DataError
+from activescope.engine.metrics import (
     best_so_far,
     random_best_expectation,
     random_recall_expectation,

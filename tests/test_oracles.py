@@ -6,11 +6,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from activescope.errors import RunStateError, SpecError
-from activescope.oracle import Measurement, build_scalarizer
-from activescope.oracles import build_oracle, measure_with_retries, oracle_names, register_oracle
-from activescope.pool import Pool
-from activescope.spec import OracleSpec, TargetSpec
+from activescope.engine.errors import RunStateError, SpecError
+from activescope.engine.oracle import Measurement, build_oracle, measure_with_retries
+from activescope.engine.pool import Pool
+from activescope.engine.registry import ORACLES, register_oracle
+from activescope.engine.scalarizers import build_scalarizer
+from activescope.engine.spec import TargetSpec
 
 
 @pytest.fixture
@@ -40,7 +41,7 @@ class FlakyInstrument:
 
 
 def test_dataset_oracle_looks_values_up(pool):
-    oracle = build_oracle(OracleSpec(kind="dataset"), pool, TargetSpec(column="dipole"))
+    oracle = build_oracle("dataset", {}, pool, TargetSpec(column="dipole"))
     got = oracle.measure(["m3", "m1", "m2"])
     assert [m.value for m in got[:2]] == [3.0, 1.5]
     assert not got[2].ok and "missing" in got[2].error
@@ -48,18 +49,18 @@ def test_dataset_oracle_looks_values_up(pool):
 
 def test_unknown_target_column_lists_the_available_ones(pool):
     with pytest.raises(SpecError, match=r"target\.column: 'mu' is not a label of this pool; available: dipole, gap"):
-        build_oracle(OracleSpec(kind="dataset"), pool, TargetSpec(column="mu"))
+        build_oracle("dataset", {}, pool, TargetSpec(column="mu"))
 
 
 def test_bad_oracle_options_are_spec_errors(pool):
-    with pytest.raises(SpecError, match=r"oracle: delay_s: Input should be greater than or equal to 0"):
-        build_oracle(OracleSpec(kind="dataset", delay_s=-2), pool, TargetSpec(column="dipole"))
+    with pytest.raises(SpecError, match=r"oracle\.delay_s: Input should be greater than or equal to 0"):
+        build_oracle("dataset", {"delay_s": -2}, pool, TargetSpec(column="dipole"))
     with pytest.raises(SpecError, match="unknown oracle kind 'twin'"):
-        build_oracle(OracleSpec(kind="twin"), pool, TargetSpec(column="dipole"))
+        build_oracle("twin", {}, pool, TargetSpec(column="dipole"))
 
 
 def test_asktell_never_measures_synchronously(pool):
-    oracle = build_oracle(OracleSpec(kind="asktell"), pool, TargetSpec(column="yield"))
+    oracle = build_oracle("asktell", {}, pool, TargetSpec(column="yield"))
     assert oracle.interactive
     with pytest.raises(RunStateError, match="activescope tell"):
         oracle.measure(["m1"])
@@ -85,7 +86,7 @@ def test_raw_signal_without_scalarizer_fails_clearly():
 
 
 def test_only_failed_ids_are_retried(pool):
-    oracle = build_oracle(OracleSpec(kind="dataset"), pool, TargetSpec(column="dipole"))
+    oracle = build_oracle("dataset", {}, pool, TargetSpec(column="dipole"))
     results, attempts = measure_with_retries(oracle, ["m1", "m2", "m3"], max_retries=2)
     assert attempts == [1, 3, 1] and [m.ok for m in results] == [True, False, True]
 
@@ -101,6 +102,6 @@ def test_registry_accepts_new_kinds(pool):
         def measure(self, ids):
             return [Measurement(k, self.value) for k in ids]
 
-    assert "constant_test" in oracle_names()
-    oracle = build_oracle(OracleSpec(kind="constant_test"), pool, TargetSpec(column="anything"))
+    assert "constant_test" in ORACLES.names()
+    oracle = build_oracle("constant_test", {}, pool, TargetSpec(column="anything"))
     assert [m.value for m in oracle.measure(["m1"])] == [7.0]

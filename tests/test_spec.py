@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from activescope.errors import SpecError
-from activescope.spec import load_spec, parse_spec
+from activescope.engine.errors import SpecError
+from activescope.engine.spec import load_spec, parse_spec
 
 
 def test_valid_spec_round_trips_through_yaml(spec_dict, write_spec):
@@ -43,16 +43,21 @@ def test_top_level_must_be_a_mapping():
 @pytest.mark.parametrize(
     ("section", "patch", "expected"),
     [
-        ("acquisition", {"kind": "best"}, r"acquisition\.kind: Input should be 'ei', 'logei', 'ucb'"),
+        ("acquisition", {"kind": "best"}, r"acquisition\.kind: unknown acquisition kind 'best'; allowed: ei, .*ucb"),
+        ("acquisition", {"kind": "ei", "beta": 2.0}, r"acquisition\.beta: unknown field"),
+        ("acquisition", {"kind": "ucb", "beta": -1}, r"acquisition\.beta: Input should be greater than or equal to 0"),
         ("acquisition", {"q": 0}, r"acquisition\.q: Input should be greater than or equal to 1"),
         ("acquisition", {"colour": 1}, r"acquisition\.colour: unknown field"),
         ("target", {"goal": "up"}, r"target\.goal: Input should be 'maximize' or 'minimize'"),
-        ("model", {"kind": "svm"}, r"model: unknown model kind 'svm'; allowed: .*gp"),
-        ("data", {"source": "excel"}, r"data: unknown data source 'excel'; allowed: .*qm9"),
-        ("data", {"subsett": 5}, r"data: subsett: unknown field"),
-        ("oracle", {"kind": "psychic"}, r"oracle: unknown oracle kind 'psychic'; allowed: asktell, .*dataset"),
-        ("oracle", {"delay_s": -1}, r"oracle: delay_s: Input should be greater than or equal to 0"),
-        ("oracle", {"scalarizer": "median"}, r"oracle: unknown scalarizer 'median'; allowed: .*loop_area"),
+        ("model", {"kind": "svm"}, r"model\.kind: unknown model kind 'svm'; allowed: .*gp"),
+        ("model", {"kind": "gp", "kernel": "cosine"}, r"model\.kernel: Input should be 'matern', 'rbf' or 'tanimoto'"),
+        ("model", {"kind": "rf", "n_estimators": 1}, r"model\.n_estimators: Input should be greater than or equal to 2"),
+        ("data", {"source": "excel"}, r"data\.source: unknown data source 'excel'; allowed: .*qm9"),
+        ("data", {"subsett": 5}, r"data\.subsett: unknown field"),
+        ("oracle", {"kind": "psychic"}, r"oracle\.kind: unknown oracle kind 'psychic'; allowed: asktell, .*dataset"),
+        ("oracle", {"delay_s": -1}, r"oracle\.delay_s: Input should be greater than or equal to 0"),
+        ("oracle", {"scalarizer": "median"}, r"oracle\.scalarizer\.kind: unknown scalarizer 'median'; allowed: .*loop_area"),
+        ("instrument", {"kind": "warp_drive"}, r"instrument\.kind: unknown instrument kind 'warp_drive'"),
         ("initial", {"method": "sobol"}, r"initial\.method: Input should be 'random' or 'diverse'"),
     ],
 )

@@ -7,10 +7,10 @@ import sqlite3
 import numpy as np
 import pytest
 
-from activescope.errors import RunStateError
-from activescope.oracle import Measurement
-from activescope.spec import parse_spec
-from activescope.store import Store
+from activescope.engine.errors import RunStateError
+from activescope.engine.oracle import Measurement
+from activescope.engine.spec import parse_spec
+from activescope.engine.store import Store
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ and shared by every run that uses it. Each run is a real Campaign in its own run
 (`<out>/<strategy>/seed<k>`), so an interrupted benchmark resumes where it stopped.
 
 The `random` strategy (acquisition `kind: random`, no model) runs as a campaign like the others;
-results also list its exact expectation (`activescope.metrics`), which needs no sampling.
+results also list its exact expectation (`activescope.engine.metrics`), which needs no sampling.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .errors import DataError, SpecError
-from .metrics import (
+from .engine.errors import DataError, SpecError
+from .engine.metrics import (
     best_so_far,
     random_best_expectation,
     random_recall_expectation,
@@ -31,8 +31,8 @@ from .metrics import (
     round_seconds,
     top_fraction_k,
 )
-from .pool import Pool
-from .spec import CampaignSpec, load_spec, parse_spec
+from .engine.pool import Pool
+from .engine.spec import CampaignSpec, load_spec, parse_spec
 
 DEFAULT_PRESET = "qm9-dipole"
 HEADLINE_PROTOCOL: dict[str, Any] = {
@@ -88,7 +88,7 @@ class _Pools:
     def get(self, data: dict[str, Any]) -> Pool:
         key = json.dumps(data, sort_keys=True)
         if key not in self._pools:
-            from .sources import build_pool
+            from .engine.pool import build_pool
 
             options = {k: v for k, v in data.items() if k != "source"}
             self._pools[key] = build_pool(data["source"], **options)
@@ -104,7 +104,7 @@ def _labels(pool: Pool, spec: CampaignSpec) -> np.ndarray:
 
 def _campaign_run(pool: Pool, spec_map: dict[str, Any], run_dir: Path) -> tuple[np.ndarray, float, float]:
     """Run (or resume) one campaign: measured values in order, total and median per-round seconds."""
-    from .campaign import Campaign
+    from .engine.campaign import Campaign
 
     campaign = Campaign.create_or_open(run_dir, parse_spec(spec_map, origin=spec_map["name"]), pool)
     campaign.run(progress=False)

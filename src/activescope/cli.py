@@ -17,10 +17,10 @@ import click
 import typer
 from typer.core import TyperGroup
 
-from .errors import ActivescopeError, SpecError
+from .engine.errors import ActivescopeError, SpecError
 
 if TYPE_CHECKING:
-    from .campaign import Campaign, CampaignSummary
+    from .engine.campaign import Campaign, CampaignSummary
 
 DEFAULT_PRESET = "qm9-dipole"
 
@@ -140,7 +140,7 @@ def presets_show(name: str = typer.Argument(..., help="preset name (see `actives
 
 
 def _load(spec_path: Optional[Path], preset: Optional[str]):
-    from .spec import load_spec, parse_spec
+    from .engine.spec import load_spec, parse_spec
 
     if spec_path is not None and preset is not None:
         raise SpecError("give either a SPEC file or --preset, not both")
@@ -205,7 +205,7 @@ def run(
     report: bool = ReportOption,
 ) -> None:
     """Run a campaign until its stop rule (an existing run directory with the same spec resumes)."""
-    from .campaign import Campaign
+    from .engine.campaign import Campaign
 
     campaign_spec = _load(spec, preset)
     if run_dir is None:
@@ -221,8 +221,8 @@ def resume(
     report: bool = ReportOption,
 ) -> None:
     """Continue a stopped or killed run: a pending batch is measured, nothing is repeated."""
-    from .campaign import Campaign
-    from .spec import load_spec
+    from .engine.campaign import Campaign
+    from .engine.spec import load_spec
 
     _finish(Campaign.open(run_dir, load_spec(spec) if spec else None), progress, report)
 
@@ -230,7 +230,7 @@ def resume(
 @app.command()
 def suggest(run_dir: Path = typer.Argument(..., help="run directory")) -> None:
     """Write the next batch to artifacts/suggest_round_<k>.csv and print its path."""
-    from .campaign import Campaign
+    from .engine.campaign import Campaign
 
     typer.echo(Campaign.open(run_dir).suggest())
 
@@ -241,23 +241,28 @@ def tell(
     results: Path = typer.Argument(..., help="CSV with columns id, value (e.g. the filled-in suggestion file)"),
 ) -> None:
     """Record measured values for the pending batch, then write the next suggestion."""
-    from .campaign import Campaign
+    from .engine.campaign import Campaign, read_results_csv
 
-    campaign = Campaign.open(run_dir)
-    next_path = campaign.tell(results)
-    summary = campaign.summary()
-    typer.echo(f"recorded {results}; {summary.n_measured} measured of budget {summary.budget}")
-    if next_path is not None:
-        typer.echo(f"suggestions: {next_path}")
-    elif summary.stop_reason:
-        _print_summary(summary)
+    with Campaign.open(run_dir) as campaign:
+        told = len(read_results_csv(results)[0])
+        awaited, next_path = campaign.tell_csv(results)
+        summary = campaign.summary()
+        typer.echo(f"recorded {told} result(s) from {results}; {summary.n_measured} measured of budget {summary.budget}")
+        if awaited:
+            waiting = campaign.store.open_round()[1]
+            more = " ..." if len(waiting) > 10 else ""
+            typer.echo(f"{awaited} result(s) of this batch still awaited: {', '.join(waiting[:10])}{more}")
+        elif next_path is not None:
+            typer.echo(f"suggestions: {next_path}")
+        elif summary.stop_reason:
+            _print_summary(summary)
 
 
 @app.command()
 def report(run_dir: Path = typer.Argument(..., help="run directory")) -> None:
     """Write the run's self-contained HTML report and print its path."""
+    from .engine.store import Store
     from .report import report_run
-    from .store import Store
 
     Store.open(run_dir).close()
     typer.echo(report_run(run_dir))

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
-from activescope.cache import cache_dir
+from activescope.engine.cache import cache_dir
 from activescope.chem.features import (
     RDKIT2D_DESCRIPTORS,
     FeatureConfig,

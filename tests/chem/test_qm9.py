@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from activescope.chem.qm9 import TARGET_ALIASES, _parse_geometry, label_columns, load_qm9, resolve_target
-from activescope.errors import DataError, SpecError
+from activescope.engine.errors import DataError, SpecError
 
 
 @pytest.fixture(scope="module")

@@ -7,13 +7,14 @@ import pandas as pd
 import pytest
 
 from activescope.chem.qm9 import load_qm9
-from activescope.errors import DataError, SpecError
-from activescope.sources import build_pool, source_names
-from activescope.spec import parse_spec
+from activescope.engine.errors import DataError, SpecError
+from activescope.engine.pool import build_pool
+from activescope.engine.registry import SOURCES
+from activescope.engine.spec import parse_spec
 
 
 def test_sources_are_registered():
-    assert {"qm9", "csv"} <= set(source_names())
+    assert {"qm9", "csv"} <= set(SOURCES.names())
 
 
 def test_qm9_pool_subset():

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from activescope.errors import SpecError
+from activescope.engine.errors import SpecError
 from activescope.models import build_model
 
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from activescope.errors import DataError, SpecError
+from activescope.engine.errors import DataError, SpecError
 from activescope.models import build_model
 from activescope.models.gp import GPSurrogate
 

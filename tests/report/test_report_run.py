@@ -8,11 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from activescope.campaign import Campaign
-from activescope.pool import Pool
+from activescope.engine.campaign import Campaign
+from activescope.engine.pool import Pool
 from activescope.report import report_run
-from activescope.spec import parse_spec
-from activescope.store import Store
+from activescope.engine.spec import parse_spec
+from activescope.engine.store import Store
 
 
 EXTERNAL = re.compile(r"""(?:src|href)\s*=\s*["']?\s*(?:https?:|//|file:)|<link\b|<script\b|@import|url\(""", re.I)
@@ -80,7 +80,7 @@ def test_report_without_labels_skips_recall_and_parity(tmp_path, small_pool):
         batch = pd.read_csv(suggestion)
         results = tmp_path / "results.csv"
         pd.DataFrame({"id": batch["id"], "value": rng.normal(size=len(batch))}).to_csv(results, index=False)
-        suggestion = campaign.tell(results)
+        suggestion = campaign.tell_csv(results)[1]
     page = report_run(tmp_path / "lab", pool=pool).read_text()
     assert '<section id="progress">' in page and '<section id="best">' in page
     assert "has no &#x27;yield&#x27; labels" in page

@@ -1,6 +1,7 @@
 """Chemistry: the QM9 data set, molecular featurizers and the `qm9` / `csv` pool sources.
 
-Importing this package registers the pool sources (see `activescope.sources.load_plugins`).
+The pool sources register themselves in `activescope.engine.registry.SOURCES` when
+`chem.sources` is imported; the engine finds them through the `activescope.sources` entry points.
 """
 
 from . import sources

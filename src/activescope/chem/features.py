@@ -30,7 +30,7 @@ from rdkit import Chem
 from rdkit.Chem import Descriptors, rdFingerprintGenerator
 from rich.progress import Progress
 
-from ..cache import cached_arrays
+from ..engine.cache import cached_arrays
 from . import physics
 
 FEATURES_VERSION = 2

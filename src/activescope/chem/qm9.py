@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..cache import cached_arrays
-from ..errors import DataError, SpecError
+from ..engine.cache import cached_arrays
+from ..engine.errors import DataError, SpecError
 
 MAX_ATOMS = 29
 PARSE_VERSION = 1

@@ -12,9 +12,9 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 from rdkit import Chem
 
-from ..errors import DataError
-from ..pool import Pool
-from ..sources import register_source
+from ..engine.errors import DataError
+from ..engine.pool import Pool
+from ..engine.registry import register_source
 from .features import FeatureConfig, Molecules, PhysicsFeatures, Rdkit2dFeatures, as_config_dicts, featurize
 from .qm9 import data_version, load_qm9
 
@@ -49,7 +49,7 @@ class CsvOptions(_FeatureOptions):
     strict: bool = Field(False, description="fail on any invalid SMILES instead of skipping it")
 
 
-@register_source("qm9", options=QM9Options)
+@register_source("qm9", QM9Options)
 def qm9_pool(features: list[dict[str, Any]], subset: int | None = None, subset_seed: int = 0) -> Pool:
     """QM9 molecules with every numeric property (and alias) as labels and SMILES as info."""
     table = load_qm9(subset, subset_seed)
@@ -71,7 +71,7 @@ def qm9_pool(features: list[dict[str, Any]], subset: int | None = None, subset_s
     )
 
 
-@register_source("csv", options=CsvOptions)
+@register_source("csv", CsvOptions)
 def csv_pool(
     path: Path,
     features: list[dict[str, Any]],

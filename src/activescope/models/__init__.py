@@ -1,6 +1,17 @@
-"""Surrogate models. Importing this package registers every built-in model."""
+"""Surrogate models, one per file: `gp` (exact GP), `dkl` (deep kernel learning), `ensemble`
+(random forest and deep ensemble). Each registers itself with its options model in
+`activescope.engine.registry.MODELS`; `build_model` makes one by name as a spec does.
+"""
 
-from . import dkl, ensemble, gp  # noqa: F401  (importing registers gp, dkl, rf, deep_ensemble)
-from .base import Surrogate, build_model, model_names, register_model
+from typing import Any
 
-__all__ = ["Surrogate", "build_model", "model_names", "register_model"]
+from ..engine.registry import MODELS
+from ..engine.surrogate import Surrogate
+
+
+def build_model(kind: str, **options: Any) -> Surrogate:
+    """A registered surrogate with validated options (SpecError naming the bad option)."""
+    return MODELS.build(kind, options, section="model")
+
+
+__all__ = ["Surrogate", "build_model"]

@@ -9,7 +9,7 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-from ..errors import DataError
+from ..engine.errors import DataError
 
 PREDICT_BATCH_ROWS = 16_384
 """Rows per prediction batch: bounds memory to a (batch, n_train) kernel block whatever the pool size."""

@@ -1,40 +1,44 @@
-"""The surrogate interface every model implements, and the model registry."""
+"""Helpers shared by the built-in surrogates (the protocol itself is `engine.surrogate`)."""
 
 from __future__ import annotations
 
-import inspect
-from typing import Any, Callable, Protocol, runtime_checkable
+from typing import Annotated
 
 import numpy as np
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
-from ..errors import SpecError
+from ..engine.errors import SpecError
+from ..engine.registry import format_validation_error
 
 
-@runtime_checkable
-class Surrogate(Protocol):
-    """A probabilistic regression model over feature vectors.
+def _split_widths(value: object) -> object:
+    """Accept "64,32" as well as [64, 32] for layer widths."""
+    return [item.strip() for item in value.split(",")] if isinstance(value, str) else value
 
-    fit(X, y) trains on measured rows (X float32 (n, d), y float (n,)), returning self.
-    predict(X) returns (mean, variance), each (m,) float64, computed in batches so memory stays
-    bounded for any m; the variance is the model's epistemic (latent-function) variance, without
-    observation noise. hyperparameters() returns a flat dict of floats recorded in the run store
-    each round.
 
-    Optional methods (check with hasattr; the engine works without them):
-      embed(X) -> (m, k) latent coordinates, for models that learn a latent space (DKL).
-      predict_joint(X) -> (mean (k,), cov (k, k)) joint posterior over a SMALL candidate set
-        (k up to a few thousand); acquisition uses it for believer batches and batch Thompson
-        sampling.
-      use_feature_blocks(feature_kinds) -> None: the campaign calls it with Pool.feature_kinds
-        before the first fit, so a model whose `columns` option names a block (e.g. "morgan")
-        fits and predicts on those columns only. See ColumnSelection.
-    """
+LayerWidths = Annotated[
+    tuple[Annotated[int, Field(ge=1)], ...],
+    BeforeValidator(_split_widths),
+    Field(min_length=1, description="hidden layer widths, e.g. [64, 32] or \"64,32\""),
+]
+Positive = Annotated[float, Field(gt=0)]
 
-    def fit(self, X: np.ndarray, y: np.ndarray) -> "Surrogate": ...
 
-    def predict(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
+def check_options(options: type[BaseModel], arguments: dict[str, object]) -> BaseModel:
+    """Validate a constructor's arguments (its `locals()`) with its options model, so a model
+    built directly in Python is checked exactly like one built from a spec."""
+    given = {name: value for name, value in arguments.items() if name not in ("self", "__class__")}
+    try:
+        return options.model_validate(given)
+    except ValidationError as err:
+        raise SpecError(f"model.{format_validation_error(err)}") from None
 
-    def hyperparameters(self) -> dict[str, float]: ...
+
+class ModelOptions(BaseModel):
+    """Options every built-in surrogate accepts (unknown keys are errors)."""
+
+    model_config = ConfigDict(extra="forbid")
+    columns: str | None = Field(None, description="feature block to use (e.g. morgan); default every column")
 
 
 class ColumnSelection:
@@ -60,33 +64,3 @@ class ColumnSelection:
 
     def _select(self, X: np.ndarray) -> np.ndarray:
         return X[:, self._column_slice]
-
-
-ModelFactory = Callable[..., Surrogate]
-_REGISTRY: dict[str, ModelFactory] = {}
-
-
-def register_model(name: str) -> Callable[[ModelFactory], ModelFactory]:
-    """Class decorator: make a surrogate buildable by name from a spec."""
-
-    def wrap(factory: ModelFactory) -> ModelFactory:
-        _REGISTRY[name] = factory
-        return factory
-
-    return wrap
-
-
-def model_names() -> list[str]:
-    return sorted(_REGISTRY)
-
-
-def model_options(name: str) -> set[str]:
-    """The keyword options a registered surrogate's constructor accepts."""
-    return set(inspect.signature(_REGISTRY[name]).parameters)
-
-
-def build_model(name: str, **params: Any) -> Surrogate:
-    """Instantiate a registered surrogate; params come from the spec's model section."""
-    if name not in _REGISTRY:
-        raise KeyError(f"unknown model {name!r}; choose one of {model_names()}")
-    return _REGISTRY[name](**params)

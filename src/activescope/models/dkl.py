@@ -9,17 +9,18 @@ Adam. Everything else (scaling, warm starts, batched and joint prediction) is GP
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 import numpy as np
 import torch
 from gpytorch.kernels import MaternKernel, RBFKernel, ScaleKernel
+from pydantic import Field
 
-from ..errors import SpecError
+from ..engine.registry import register_model
 from ._torch import PREDICT_BATCH_ROWS, row_batches
-from .base import register_model
-from .gp import ExactGPModel, GPSurrogate, check_choice, check_positive, make_likelihood
+from .base import LayerWidths, ModelOptions, Positive, check_options
+from .gp import ExactGPModel, GPSurrogate, make_likelihood
 
-DKL_KERNELS = ("rbf", "matern")
 
 
 def make_extractor(n_inputs: int, hidden: Sequence[int], latent_dim: int) -> torch.nn.Sequential:
@@ -32,19 +33,23 @@ def make_extractor(n_inputs: int, hidden: Sequence[int], latent_dim: int) -> tor
     return torch.nn.Sequential(*layers)
 
 
-def parse_hidden(hidden: Sequence[int] | str) -> tuple[int, ...]:
-    """Hidden layer widths from a list ([64, 32]) or a comma string ("64,32")."""
-    items = hidden.split(",") if isinstance(hidden, str) else hidden
-    try:
-        widths = tuple(int(item) for item in items)
-    except (TypeError, ValueError):
-        raise SpecError(f"model.hidden: expected a list of layer widths such as [64, 32], got {hidden!r}") from None
-    if not widths or min(widths) < 1:
-        raise SpecError(f"model.hidden: expected positive layer widths, got {hidden!r}")
-    return widths
 
 
-@register_model("dkl")
+class DKLOptions(ModelOptions):
+    """Options of `model: {kind: dkl}`."""
+
+    hidden: LayerWidths = (64, 32)
+    latent_dim: int = Field(2, ge=1, description="dimension of the learned latent space the GP works on")
+    kernel: Literal["rbf", "matern"] = Field("rbf", description="GP kernel on the latent space")
+    fit_iters: int = Field(200, ge=1, description="Adam steps on a fresh fit")
+    warm_iters: int = Field(30, ge=1, description="Adam steps when warm-starting from the previous round")
+    lr: Positive = Field(0.01, description="Adam step size")
+    warm_start: bool = Field(True, description="start each round's fit from the previous round's weights")
+    seed: int = Field(0, description="weight initialisation seed (fits are deterministic on CPU)")
+    batch_rows: int = Field(PREDICT_BATCH_ROWS, ge=1, description="prediction batch size")
+
+
+@register_model("dkl", DKLOptions)
 class DKLSurrogate(GPSurrogate):
     """GP on a learned latent space.
 
@@ -57,7 +62,7 @@ class DKLSurrogate(GPSurrogate):
 
     def __init__(
         self,
-        hidden: Sequence[int] | str = (64, 32),
+        hidden: Sequence[int] = (64, 32),
         latent_dim: int = 2,
         kernel: str = "rbf",
         columns: str | None = None,
@@ -68,13 +73,14 @@ class DKLSurrogate(GPSurrogate):
         seed: int = 0,
         batch_rows: int = PREDICT_BATCH_ROWS,
     ) -> None:
+        options = check_options(DKLOptions, locals())
         super().__init__(
             kernel="rbf", columns=columns, fit_iters=fit_iters, warm_iters=warm_iters, lr=lr, warm_start=warm_start, batch_rows=batch_rows
         )
-        self.kernel = check_choice("kernel", kernel, DKL_KERNELS)
-        self.hidden = parse_hidden(hidden)
-        self.latent_dim = int(check_positive("latent_dim", latent_dim))
-        self.seed = int(seed)
+        self.kernel = options.kernel
+        self.hidden = options.hidden
+        self.latent_dim = options.latent_dim
+        self.seed = options.seed
 
     def _build(self, train_x: torch.Tensor, train_y: torch.Tensor) -> ExactGPModel:
         with torch.random.fork_rng(devices=[]):

@@ -13,12 +13,12 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+from pydantic import Field
 from sklearn.ensemble import RandomForestRegressor
 
+from ..engine.registry import register_model
 from ._torch import PREDICT_BATCH_ROWS, Scaler, check_prediction_input, check_training_data, choose_device, row_batches
-from .base import ColumnSelection, register_model
-from .dkl import parse_hidden
-from .gp import check_at_least, check_positive
+from .base import ColumnSelection, LayerWidths, ModelOptions, Positive, check_options
 
 
 def member_statistics(member_predictions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -60,7 +60,17 @@ class _MemberEnsemble(ColumnSelection):
         return member_covariance(self._members_predict(self._checked(X)))
 
 
-@register_model("rf")
+class RandomForestOptions(ModelOptions):
+    """Options of `model: {kind: rf}`."""
+
+    n_estimators: int = Field(100, ge=2, description="trees (their spread is the uncertainty)")
+    max_depth: int | None = Field(None, ge=1, description="maximum tree depth (default unlimited)")
+    min_samples_leaf: int = Field(1, ge=1)
+    max_features: Positive = Field(1.0, le=1.0, description="fraction of columns tried per split")
+    seed: int = 0
+
+
+@register_model("rf", RandomForestOptions)
 class RandomForestSurrogate(_MemberEnsemble):
     """Random forest regression; uncertainty is the variance of the per-tree predictions.
 
@@ -77,14 +87,15 @@ class RandomForestSurrogate(_MemberEnsemble):
         columns: str | None = None,
         seed: int = 0,
     ) -> None:
-        self.columns = columns
+        options = check_options(RandomForestOptions, locals())
+        self.columns = options.columns
         self._forest = RandomForestRegressor(
-            n_estimators=check_at_least("n_estimators", n_estimators, 2),
-            max_depth=None if max_depth is None else int(check_positive("max_depth", max_depth)),
-            min_samples_leaf=int(check_positive("min_samples_leaf", min_samples_leaf)),
-            max_features=float(check_positive("max_features", max_features)),
+            n_estimators=options.n_estimators,
+            max_depth=options.max_depth,
+            min_samples_leaf=options.min_samples_leaf,
+            max_features=options.max_features,
             n_jobs=2,
-            random_state=int(seed),
+            random_state=options.seed,
         )
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> "RandomForestSurrogate":
@@ -123,7 +134,18 @@ class StackedMLP(torch.nn.Module):
         return hidden.squeeze(-1)
 
 
-@register_model("deep_ensemble")
+class DeepEnsembleOptions(ModelOptions):
+    """Options of `model: {kind: deep_ensemble}`."""
+
+    members: int = Field(5, ge=2, description="independently initialised MLPs")
+    hidden: LayerWidths = (64, 64)
+    epochs: int = Field(300, ge=1, description="full-batch Adam steps")
+    lr: Positive = Field(0.01, description="Adam step size")
+    weight_decay: float = Field(1e-4, ge=0)
+    seed: int = 0
+
+
+@register_model("deep_ensemble", DeepEnsembleOptions)
 class DeepEnsembleSurrogate(_MemberEnsemble):
     """Several small MLPs from different initialisations; variance is their disagreement.
 
@@ -134,20 +156,21 @@ class DeepEnsembleSurrogate(_MemberEnsemble):
     def __init__(
         self,
         members: int = 5,
-        hidden: Sequence[int] | str = (64, 64),
+        hidden: Sequence[int] = (64, 64),
         epochs: int = 300,
         lr: float = 0.01,
         weight_decay: float = 1e-4,
         columns: str | None = None,
         seed: int = 0,
     ) -> None:
-        self.members = check_at_least("members", members, 2)
-        self.hidden = parse_hidden(hidden)
-        self.epochs = int(check_positive("epochs", epochs))
-        self.lr = check_positive("lr", lr)
-        self.weight_decay = float(weight_decay)
-        self.columns = columns
-        self.seed = int(seed)
+        options = check_options(DeepEnsembleOptions, locals())
+        self.members = options.members
+        self.hidden = options.hidden
+        self.epochs = options.epochs
+        self.lr = options.lr
+        self.weight_decay = options.weight_decay
+        self.columns = options.columns
+        self.seed = options.seed
         self.device = choose_device()
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> "DeepEnsembleSurrogate":

@@ -13,23 +13,25 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import partial
+from typing import Literal
 
 import gpytorch
 import numpy as np
+import safetensors.torch
 import torch
 from gpytorch.constraints import GreaterThan
 from gpytorch.distributions import MultivariateNormal
 from gpytorch.kernels import Kernel, MaternKernel, RBFKernel, ScaleKernel
 from gpytorch.likelihoods import GaussianLikelihood
 from gpytorch.priors import LogNormalPrior
+from pydantic import Field
 
-from ..errors import DataError, SpecError
+from ..engine.errors import DataError, SpecError
+from ..engine.registry import register_model
 from ._torch import PREDICT_BATCH_ROWS, Scaler, check_prediction_input, check_training_data, choose_device, row_batches
-from .base import ColumnSelection, register_model
+from .base import ColumnSelection, ModelOptions, Positive, check_options
 from .kernels import TanimotoKernel
 
-GP_KERNELS = ("matern", "rbf", "tanimoto")
-GP_MEANS = ("constant", "linear")
 EXACT_SOLVE_UP_TO = 4096
 """Training-set size up to which the posterior caches use Cholesky (beyond it GPyTorch uses Lanczos)."""
 
@@ -101,25 +103,25 @@ def make_likelihood() -> GaussianLikelihood:
     return likelihood
 
 
-def check_choice(option: str, value: str, allowed: tuple[str, ...]) -> str:
-    if value not in allowed:
-        raise SpecError(f"model.{option}: {value!r} is not one of {', '.join(allowed)}")
-    return value
 
 
-def check_positive(option: str, value: float) -> float:
-    if not value > 0:
-        raise SpecError(f"model.{option}: must be positive, got {value}")
-    return value
+class GPOptions(ModelOptions):
+    """Options of `model: {kind: gp}`."""
+
+    kernel: Literal["matern", "rbf", "tanimoto"] = Field(
+        "matern", description="ARD Matern-5/2, ARD RBF, or Tanimoto for count fingerprints"
+    )
+    mean: Literal["constant", "linear"] = Field(
+        "constant", description="prior mean: constant, or a learned linear trend in the scaled inputs"
+    )
+    fit_iters: int = Field(60, ge=1, description="Adam steps on a fresh fit")
+    warm_iters: int = Field(15, ge=1, description="Adam steps when refitting from the previous round")
+    lr: Positive = Field(0.1, description="Adam step size")
+    warm_start: bool = Field(True, description="start each round's fit from the previous round's hyperparameters")
+    batch_rows: int = Field(PREDICT_BATCH_ROWS, ge=1, description="prediction batch (memory grows as batch_rows x n_train)")
 
 
-def check_at_least(option: str, value: int, minimum: int) -> int:
-    if not value >= minimum:
-        raise SpecError(f"model.{option}: must be at least {minimum}, got {value}")
-    return int(value)
-
-
-@register_model("gp")
+@register_model("gp", GPOptions)
 class GPSurrogate(ColumnSelection):
     """Exact GP regression on one feature block.
 
@@ -143,14 +145,15 @@ class GPSurrogate(ColumnSelection):
         warm_start: bool = True,
         batch_rows: int = PREDICT_BATCH_ROWS,
     ) -> None:
-        self.kernel = check_choice("kernel", kernel, GP_KERNELS)
-        self.mean = check_choice("mean", mean, GP_MEANS)
-        self.batch_rows = check_at_least("batch_rows", batch_rows, 1)
-        self.columns = columns
-        self.fit_iters = int(check_positive("fit_iters", fit_iters))
-        self.warm_iters = int(check_positive("warm_iters", warm_iters))
-        self.lr = check_positive("lr", lr)
-        self.warm_start = bool(warm_start)
+        options = check_options(GPOptions, locals())
+        self.kernel = options.kernel
+        self.mean = options.mean
+        self.batch_rows = options.batch_rows
+        self.columns = options.columns
+        self.fit_iters = options.fit_iters
+        self.warm_iters = options.warm_iters
+        self.lr = options.lr
+        self.warm_start = options.warm_start
         self.device = choose_device()
         self._model: ExactGPModel | None = None
         self._cache: PosteriorCache | None = None
@@ -218,6 +221,26 @@ class GPSurrogate(ColumnSelection):
         cov = 0.5 * (cov + cov.T)
         scale = float(self._y_scaler.scale)
         return mean.cpu().numpy() * scale + float(self._y_scaler.shift), cov.cpu().numpy() * scale**2
+
+    def get_state(self) -> bytes:
+        """What a warm start carries to the next fit: the fitted parameters (network weights
+        included, for DKL) and the input scaling, as safetensors bytes (exact float64)."""
+        model, _ = self._fitted()
+        tensors = {f"model.{name}": value.detach().cpu().contiguous() for name, value in model.state_dict().items()}
+        tensors["x_shift"] = torch.as_tensor(np.asarray(self._x_scaler.shift, dtype=np.float64))
+        tensors["x_scale"] = torch.as_tensor(np.asarray(self._x_scaler.scale, dtype=np.float64))
+        return safetensors.torch.save(tensors)
+
+    def set_state(self, state: bytes) -> None:
+        """Restore `get_state()`'s output, so the next fit warm-starts exactly as it would have
+        in the process that saved it (used when a run resumes)."""
+        tensors = safetensors.torch.load(state)
+        shift, scale = tensors.pop("x_shift").numpy(), tensors.pop("x_scale").numpy()
+        self._x_scaler = Scaler(shift=shift, scale=scale)
+        placeholder_x = torch.zeros(2, len(shift), dtype=torch.float64)
+        self._model = self._build(placeholder_x, torch.zeros(2, dtype=torch.float64)).to(device=self.device, dtype=torch.float64)
+        self._model.load_state_dict({name.removeprefix("model."): value for name, value in tensors.items()})
+        self._cache = None
 
     def hyperparameters(self) -> dict[str, float]:
         model, _ = self._fitted()

@@ -16,9 +16,9 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from ..metrics import regression_summary, round_seconds, top_fraction_k, top_k_recall
-from ..pool import Pool
-from ..spec import CampaignSpec, ModelSpec
+from ..engine.metrics import regression_summary, round_seconds, top_fraction_k, top_k_recall
+from ..engine.pool import Pool
+from ..engine.spec import CampaignSpec, ModelSpec
 from . import figures
 from . import html as markup
 
@@ -66,7 +66,7 @@ def report_run(run_dir: str | Path, pool: Pool | None = None) -> Path:
 
     `pool`, when given, is the run's pool already in memory (otherwise it is rebuilt from the spec).
     """
-    from ..campaign import Campaign
+    from ..engine.campaign import Campaign
 
     campaign = Campaign.open(run_dir, pool=pool)
     spec, pool = campaign.spec, campaign.pool
@@ -114,11 +114,13 @@ def _summary(run: _Run) -> str:
     acq = spec.acquisition
     items: dict[str, object] = {
         "spec name": spec.name,
-        "data source": f"{spec.data.source} ({len(run.pool):,} candidates, {run.pool.X.shape[1]} features)",
+        "data source": f"{spec.data.source if spec.data else 'given in Python'} ({len(run.pool):,} candidates, {run.pool.X.shape[1]} features)",
         "target": run.target,
         "goal": run.goal,
         "model": model,
-        "acquisition": f"{acq.kind} (beta={acq.beta}, xi={acq.xi}, batch q={acq.q}, prefilter={acq.prefilter})",
+        "acquisition": ", ".join(
+            [acq.kind, *(f"{k}={v}" for k, v in acq.options().items()), f"batch q={acq.q}", f"prefilter={acq.prefilter}"]
+        ),
         "initial design": f"{spec.initial.n} ({spec.initial.method})",
         "budget": spec.stop.budget,
         "rounds completed": int(run.rounds["finished"].notna().sum()) if "finished" in run.rounds else len(run.rounds),
@@ -164,7 +166,7 @@ def _progress(run: _Run) -> str:
 
 
 def _fit(spec: CampaignSpec, pool: Pool, X: np.ndarray, y: np.ndarray):
-    from ..campaign import build_surrogate
+    from ..engine.campaign import build_surrogate
 
     return build_surrogate(spec, pool).fit(X, y)
 

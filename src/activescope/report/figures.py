@@ -14,7 +14,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from scipy.stats import norm
 
-from ..metrics import ROUND_PHASES, Goal, best_so_far, random_best_expectation, random_recall_expectation, recall_curve
+from ..engine.metrics import ROUND_PHASES, Goal, best_so_far, random_best_expectation, random_recall_expectation, recall_curve
 
 CAMPAIGN_COLOR = "#1f5fa8"
 RANDOM_COLOR = "#888888"

@@ -2,15 +2,21 @@
 
 A pool is domain-agnostic: rows with string ids, a float32 feature matrix and optional label
 columns (known values, used by dataset oracles and retrospective benchmarks). Domain packages
-(chemistry, microscopy) build pools; the engine only reads them.
+(chemistry, microscopy) register pool sources (`registry.SOURCES`) that a spec's data section
+names; `Pool.from_frame` builds one from a user's DataFrame.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from .errors import DataError
+from .registry import SOURCES
 
 
 @dataclass
@@ -65,3 +71,47 @@ class Pool:
             feature_names=list(self.feature_names),
             feature_kinds=dict(self.feature_kinds),
         )
+
+    @classmethod
+    def from_frame(
+        cls,
+        frame: pd.DataFrame,
+        features: Sequence[str],
+        labels: Sequence[str] = (),
+        id_column: str | None = None,
+        info: Sequence[str] = (),
+    ) -> "Pool":
+        """A pool from a DataFrame: `features` are the numeric columns the model sees, `labels`
+        known target columns (for a dataset oracle or a retrospective benchmark), `info` display
+        columns, `id_column` unique ids (default: the row numbers as strings)."""
+        wanted = [*features, *labels, *info, *([id_column] if id_column else [])]
+        missing = [c for c in wanted if c not in frame.columns]
+        if missing:
+            raise DataError(f"column(s) {', '.join(map(str, missing))} not in the frame; it has {', '.join(map(str, frame.columns))}")
+        if not features:
+            raise DataError("give at least one feature column")
+        try:
+            X = frame[list(features)].to_numpy(dtype=np.float32)
+        except (TypeError, ValueError) as err:
+            raise DataError(f"feature columns must be numeric: {err}") from None
+        if not np.isfinite(X).all():
+            rows = np.flatnonzero(~np.isfinite(X).all(axis=1))
+            raise DataError(f"feature columns hold NaN or infinite values in {len(rows)} row(s), first at row {rows[0]}")
+        ids = frame[id_column].astype(str).to_numpy() if id_column else np.arange(len(frame)).astype(str)
+        duplicated = pd.Index(ids).duplicated()
+        if duplicated.any():
+            raise DataError(f"id column {id_column!r} holds duplicate id {ids[duplicated][0]!r}")
+        return cls(
+            ids=ids,
+            X=X,
+            labels=frame[list(labels)].reset_index(drop=True).astype(float) if labels else pd.DataFrame(),
+            info=frame[list(info)].reset_index(drop=True) if info else pd.DataFrame(),
+            feature_names=[str(c) for c in features],
+        )
+
+
+def build_pool(source: str, instrument: Any = None, **options: Any) -> Pool:
+    """The pool named by a spec's data section (`source` and its options), features included;
+    a source that builds its candidates from an instrument (probe positions on an overview
+    image) gets `instrument`."""
+    return SOURCES.build(source, options, section="data", instrument=instrument)

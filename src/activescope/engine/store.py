@@ -3,13 +3,24 @@
 Every change is one SQLite transaction (WAL journal, synchronous=FULL), so a run killed at any
 instant leaves a consistent record: a round is either absent, open with its batch `pending`, or
 finished with every selection `measured` or `failed`. The campaign resumes from that state.
+
+A run directory is built under a temporary name and renamed into place, so a kill during
+creation leaves either no run or a whole one. A process that changes a run holds an exclusive
+lock (`run.lock`, an advisory `flock` released by the kernel when the process dies), so two
+processes never measure the same batch. A store without a directory (`Store.memory`) keeps the
+same record in memory, for notebooks.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import io
 import json
+import os
+import shutil
 import sqlite3
+import tempfile
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -18,12 +29,12 @@ from typing import Iterator, Sequence
 import numpy as np
 import pandas as pd
 
-from . import __version__
 from .errors import RunStateError
 from .oracle import Measurement
 from .spec import CampaignSpec, parse_spec
 
 DB_NAME = "run.sqlite"
+LOCK_NAME = "run.lock"
 SPEC_NAME = "spec.yaml"
 ARTIFACTS = "artifacts"
 
@@ -36,7 +47,8 @@ CREATE TABLE IF NOT EXISTS rounds (
     n_selected INTEGER NOT NULL,
     best REAL,
     fit_s REAL, predict_s REAL, select_s REAL, measure_s REAL, total_s REAL,
-    hyperparameters TEXT NOT NULL DEFAULT '{}'
+    hyperparameters TEXT NOT NULL DEFAULT '{}',
+    model_state BLOB
 );
 CREATE TABLE IF NOT EXISTS selections (
     round INTEGER NOT NULL REFERENCES rounds(round),
@@ -78,37 +90,31 @@ def _finite_or_none(x: float | None) -> float | None:
 
 
 class Store:
-    """A campaign's run directory and its SQLite record (create with `create`, reopen with `open`)."""
+    """A campaign's run directory and its SQLite record (create with `create`, reopen with `open`,
+    or keep in memory with `memory`)."""
 
-    def __init__(self, run_dir: Path, conn: sqlite3.Connection) -> None:
+    def __init__(self, run_dir: Path | None, conn: sqlite3.Connection, lock: Path | None = None) -> None:
         self.run_dir = run_dir
         self._conn = conn
+        self._lock = lock
         self.goal = self.meta()["goal"]
 
     # -- opening ---------------------------------------------------------------------------------
 
     @staticmethod
-    def _connect(path: Path) -> sqlite3.Connection:
+    def _connect(path: Path | str) -> sqlite3.Connection:
         conn = sqlite3.connect(path, isolation_level=None, timeout=30.0)
-        conn.execute("PRAGMA journal_mode=WAL")
+        if path != ":memory:":
+            conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA foreign_keys=ON")
         return conn
 
-    @classmethod
-    def exists(cls, run_dir: str | Path) -> bool:
-        return (Path(run_dir) / DB_NAME).is_file()
+    @staticmethod
+    def _initialise(conn: sqlite3.Connection, spec: CampaignSpec) -> None:
+        from .. import __version__
 
-    @classmethod
-    def create(cls, run_dir: str | Path, spec: CampaignSpec) -> "Store":
-        """Make a new run directory for `spec`; refuses a directory that already holds a run."""
-        run_dir = Path(run_dir)
-        if cls.exists(run_dir):
-            raise RunStateError(f"{run_dir} already holds a run; use `activescope resume {run_dir}`")
-        (run_dir / ARTIFACTS).mkdir(parents=True, exist_ok=True)
         spec_yaml = spec.to_yaml()
-        (run_dir / SPEC_NAME).write_text(spec_yaml)
-        conn = cls._connect(run_dir / DB_NAME)
         meta = {
             "spec": spec_yaml,
             "spec_digest": spec.digest(),
@@ -121,22 +127,81 @@ class Store:
             conn.execute(statement)
         conn.executemany("INSERT INTO meta VALUES (?, ?)", meta.items())
         conn.execute("COMMIT")
-        return cls(run_dir, conn)
 
     @classmethod
-    def open(cls, run_dir: str | Path) -> "Store":
-        """Reopen an existing run directory."""
+    def exists(cls, run_dir: str | Path) -> bool:
+        return (Path(run_dir) / DB_NAME).is_file()
+
+    @classmethod
+    def memory(cls, spec: CampaignSpec) -> "Store":
+        """A run record kept in memory (no directory, no artifacts): for notebooks and tests."""
+        conn = cls._connect(":memory:")
+        cls._initialise(conn, spec)
+        return cls(None, conn)
+
+    @classmethod
+    def create(cls, run_dir: str | Path, spec: CampaignSpec) -> "Store":
+        """Make a new run directory for `spec`, atomically, and hold its lock.
+
+        Refuses a path that already holds a run, a file, or a non-empty directory, and a parent
+        that cannot be written, each with a one-line RunStateError.
+        """
         run_dir = Path(run_dir)
+        if cls.exists(run_dir):
+            raise RunStateError(f"{run_dir} already holds a run; use `activescope resume {run_dir}`")
+        if run_dir.exists() and not run_dir.is_dir():
+            raise RunStateError(f"{run_dir} is a file, not a run directory")
+        if run_dir.is_dir() and any(run_dir.iterdir()):
+            raise RunStateError(f"{run_dir} is a non-empty directory without a run record; choose another run directory")
+        parent = run_dir.absolute().parent
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+            staging = Path(tempfile.mkdtemp(prefix=f".{run_dir.name}.creating-", dir=parent))
+        except OSError as err:
+            raise RunStateError(f"cannot create run directory {run_dir}: {err.strerror or err}") from None
+        try:
+            (staging / ARTIFACTS).mkdir()
+            (staging / SPEC_NAME).write_text(spec.to_yaml())
+            conn = cls._connect(staging / DB_NAME)
+            cls._initialise(conn, spec)
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            conn.close()
+            if run_dir.is_dir():
+                run_dir.rmdir()  # an empty directory the user made; rename needs the name free
+            os.rename(staging, run_dir)
+        except OSError as err:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise RunStateError(f"cannot create run directory {run_dir}: {err.strerror or err}") from None
+        return cls.open(run_dir, lock=True)
+
+    @classmethod
+    def open(cls, run_dir: str | Path, lock: bool = False) -> "Store":
+        """Reopen an existing run directory. With `lock`, hold its exclusive lock (every process
+        that records measurements does); a run locked by another process is refused with a
+        RunStateError naming that process. The record is checked first, read-only, so a
+        damaged file is reported and never written to."""
+        run_dir = Path(run_dir)
+        path = run_dir / DB_NAME
         if not cls.exists(run_dir):
             raise RunStateError(f"no run record ({DB_NAME}) in {run_dir}")
+        _check_record(path)
+        held = _acquire_lock(run_dir) if lock else None
         try:
-            conn = cls._connect(run_dir / DB_NAME)
-            return cls(run_dir, conn)
+            conn = cls._connect(path)
+            if lock:
+                _upgrade_schema(conn)
+            return cls(run_dir, conn, held)
         except (sqlite3.DatabaseError, KeyError) as err:
-            raise RunStateError(f"{run_dir / DB_NAME} is not a valid run record: {err}") from None
+            if held is not None:
+                _release_lock(held)
+            raise RunStateError(f"{path} is not a valid run record: {err}") from None
 
     def close(self) -> None:
+        """Close the record and release the run's lock."""
         self._conn.close()
+        if self._lock is not None:
+            _release_lock(self._lock)
+            self._lock = None
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -152,6 +217,9 @@ class Store:
 
     @property
     def artifacts(self) -> Path:
+        """Directory for files a run writes (suggestions, reports); in-memory stores have none."""
+        if self.run_dir is None:
+            raise RunStateError("an in-memory run has no artifacts directory; create the campaign with a run directory")
         return self.run_dir / ARTIFACTS
 
     def meta(self) -> dict[str, str]:
@@ -165,7 +233,8 @@ class Store:
         """The campaign spec this run was created with (validated again)."""
         import yaml
 
-        return parse_spec(yaml.safe_load(self.meta()["spec"]), origin=str(self.run_dir / SPEC_NAME))
+        origin = str(self.run_dir / SPEC_NAME) if self.run_dir is not None else "spec"
+        return parse_spec(yaml.safe_load(self.meta()["spec"]), origin=origin)
 
     # -- writing ---------------------------------------------------------------------------------
 
@@ -178,11 +247,13 @@ class Store:
         acquisition: np.ndarray | None = None,
         timings: dict[str, float] | None = None,
         hyperparameters: dict[str, float] | None = None,
+        model_state: bytes | None = None,
     ) -> None:
         """Record a selected batch as `pending` (one transaction), before anything is measured.
 
         mean/variance are the surrogate's posterior in target units; acquisition is the score.
-        timings may hold fit_s, predict_s and select_s (seconds).
+        timings may hold fit_s, predict_s and select_s (seconds). model_state is what a
+        warm-starting surrogate needs to fit the next round exactly as it would have in-process.
         """
         n = len(ids)
         columns = [
@@ -194,8 +265,8 @@ class Store:
         ]
         with self._transaction() as db:
             db.execute(
-                "INSERT INTO rounds (round, started, n_selected, fit_s, predict_s, select_s, hyperparameters)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO rounds (round, started, n_selected, fit_s, predict_s, select_s, hyperparameters,"
+                " model_state) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     round_,
                     _now(),
@@ -204,6 +275,7 @@ class Store:
                     timings.get("predict_s"),
                     timings.get("select_s"),
                     json.dumps(hyperparameters or {}),
+                    model_state,
                 ),
             )
             db.executemany(
@@ -265,6 +337,13 @@ class Store:
         ).fetchall()
         return row[0], [r[0] for r in ids]
 
+    def last_model_state(self) -> bytes | None:
+        """The surrogate state stored with the latest round that has one (None if none has)."""
+        row = self._conn.execute(
+            "SELECT model_state FROM rounds WHERE model_state IS NOT NULL ORDER BY round DESC LIMIT 1"
+        ).fetchone()
+        return None if row is None else bytes(row[0])
+
     def n_rounds(self) -> int:
         """Rounds started so far (round numbers are 0, 1, ...; round 0 is the initial design)."""
         return self._conn.execute("SELECT COUNT(*) FROM rounds").fetchone()[0]
@@ -306,6 +385,72 @@ class Store:
         """One row per round: started (when its batch was recorded) and finished (ISO UTC), timings
         in seconds (fit_s, predict_s, select_s, measure_s, total_s), best value so far and
         hyperparameters (dict)."""
-        df = pd.read_sql_query("SELECT * FROM rounds ORDER BY round", self._conn)
+        df = pd.read_sql_query("SELECT * FROM rounds ORDER BY round", self._conn).drop(columns="model_state")
         df["hyperparameters"] = df["hyperparameters"].map(json.loads)
         return df
+
+
+def _check_record(path: Path) -> None:
+    """Refuse, without writing to it, a file that is not an intact run record."""
+    if path.stat().st_size == 0:
+        raise RunStateError(f"{path} is empty (a run killed while being created?); delete its directory and start again")
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            problems = [r[0] for r in conn.execute("PRAGMA quick_check").fetchall()]
+            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as err:
+        raise RunStateError(f"{path} is not a valid run record: {err}") from None
+    if problems != ["ok"]:
+        raise RunStateError(f"{path} is damaged ({problems[0]}); restore it from a backup")
+    missing = {"meta", "rounds", "selections", "measurements"} - tables
+    if missing:
+        raise RunStateError(f"{path} is not a run record: table(s) {', '.join(sorted(missing))} missing")
+
+
+_HELD: dict[Path, list[int]] = {}
+"""Locks this process holds: resolved run directory -> [file descriptor, open stores]. A run
+opened twice in one process (a notebook re-running a cell) shares the lock."""
+
+
+def _acquire_lock(run_dir: Path) -> Path:
+    """Take the run's exclusive lock (non-blocking), write our PID into it, and return the key
+    `_release_lock` takes."""
+    key = run_dir.resolve()
+    if key in _HELD:
+        _HELD[key][1] += 1
+        return key
+    path = run_dir / LOCK_NAME
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as err:
+        raise RunStateError(f"cannot lock {run_dir}: {err.strerror or err}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as err:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        if err.errno in (errno.EAGAIN, errno.EACCES):
+            raise RunStateError(f"{run_dir}: run is in use by PID {holder}; wait for it to finish or stop it") from None
+        raise RunStateError(f"cannot lock {run_dir}: {err.strerror or err}") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    _HELD[key] = [fd, 1]
+    return key
+
+
+def _release_lock(key: Path) -> None:
+    held = _HELD[key]
+    held[1] -= 1
+    if held[1] == 0:
+        os.close(held[0])
+        del _HELD[key]
+
+
+def _upgrade_schema(conn: sqlite3.Connection) -> None:
+    """Add columns introduced after a run was created (records from older versions)."""
+    columns = {r[1] for r in conn.execute("PRAGMA table_info(rounds)")}
+    if "model_state" not in columns:
+        conn.execute("ALTER TABLE rounds ADD COLUMN model_state BLOB")

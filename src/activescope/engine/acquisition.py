@@ -12,6 +12,10 @@ Every score assumes MAXIMISATION (the campaign negates y for minimisation). Batc
 - thompson: q joint posterior samples over the subset; sample i picks its argmax among the
   rows not already picked. The prefilter ranks by UCB.
 
+Acquisition functions are registered entries (`registry.ACQUISITIONS`, entry-point group
+``activescope.acquisitions``): a factory takes the kind's options and returns an `Acquisition`.
+A user's function `score(mean, variance, best, rng) -> scores` plugs into the same batch logic.
+
 Models without `predict_joint` get local penalisation instead: scores are turned into ranks in
 (0, 1] and, after each pick, multiplied by 1 - exp(-d^2 / l^2), d being the distance in
 standardised features to the picked row and l the median distance of the subset to the first
@@ -21,14 +25,16 @@ pick; Thompson sampling then uses independent marginal samples.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
-import torch
+from pydantic import BaseModel, ConfigDict, Field
 from scipy.special import erfcx, ndtr
 
 from .errors import DataError
-from .models.base import Surrogate
+from .registry import ACQUISITIONS, register_acquisition
 from .spec import AcquisitionSpec
+from .surrogate import Surrogate
 
 _LOG_SQRT_2PI = 0.5 * np.log(2 * np.pi)
 _MIN_VARIANCE = 1e-20
@@ -92,27 +98,89 @@ def thompson_marginal(mean: np.ndarray, variance: np.ndarray, rng: np.random.Gen
     return mean + np.sqrt(np.maximum(variance, 0.0)) * rng.standard_normal(len(mean))
 
 
-def single_point_scores(
-    spec: AcquisitionSpec, mean: np.ndarray, variance: np.ndarray, best: float, rng: np.random.Generator
-) -> np.ndarray:
-    """The spec's acquisition function for each candidate independently (higher is better)."""
-    if spec.kind == "ei":
-        return expected_improvement(mean, variance, best, spec.xi)
-    if spec.kind == "logei":
-        return log_expected_improvement(mean, variance, best, spec.xi)
-    if spec.kind == "ucb":
-        return upper_confidence_bound(mean, variance, spec.beta)
-    if spec.kind == "max_variance":
-        return np.asarray(variance, dtype=np.float64).copy()
-    if spec.kind == "greedy":
-        return np.asarray(mean, dtype=np.float64).copy()
-    return thompson_marginal(mean, variance, rng)
+ScoreFunction = Callable[[np.ndarray, np.ndarray, float, np.random.Generator], np.ndarray]
+"""score(mean, variance, best, rng) -> (m,) scores, higher is better (maximisation)."""
 
 
-def _prefilter_scores(spec: AcquisitionSpec, mean: np.ndarray, variance: np.ndarray, best: float, rng: np.random.Generator) -> np.ndarray:
-    if spec.kind == "thompson":
-        return upper_confidence_bound(mean, variance, spec.beta)
-    return single_point_scores(spec, mean, variance, best, rng)
+@dataclass(frozen=True)
+class Acquisition:
+    """A configured acquisition function.
+
+    score: single-point scores from marginal posteriors (mean, variance in target units, best =
+        incumbent). prefilter: the score used to shortlist candidates (default: `score`).
+    sampling: scores are posterior samples (Thompson): batches come from joint samples.
+    needs_model: False for model-free selection (`random`), which the campaign draws uniformly.
+    """
+
+    score: ScoreFunction
+    prefilter: ScoreFunction | None = None
+    sampling: bool = False
+    needs_model: bool = True
+
+    def shortlist_score(self, mean: np.ndarray, variance: np.ndarray, best: float, rng: np.random.Generator) -> np.ndarray:
+        return (self.prefilter or self.score)(mean, variance, best, rng)
+
+
+def build_acquisition(spec: AcquisitionSpec) -> Acquisition:
+    """The acquisition function a spec's `acquisition:` section names, with its options."""
+    made = ACQUISITIONS.build(spec.kind, spec.options(), section="acquisition")
+    return made if isinstance(made, Acquisition) else Acquisition(score=made)
+
+
+class _Exploration(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    beta: float = Field(2.0, ge=0, description="exploration weight: mean + sqrt(beta) * std")
+
+
+class _Improvement(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    xi: float = Field(0.0, ge=0, description="improvement margin, in target units")
+
+
+@register_acquisition("ei", _Improvement)
+def ei(xi: float = 0.0) -> Acquisition:
+    """Expected improvement over the best measured value."""
+    return Acquisition(lambda mean, variance, best, rng: expected_improvement(mean, variance, best, xi))
+
+
+@register_acquisition("logei", _Improvement)
+def logei(xi: float = 0.0) -> Acquisition:
+    """log expected improvement: EI that stays ranked far below the incumbent."""
+    return Acquisition(lambda mean, variance, best, rng: log_expected_improvement(mean, variance, best, xi))
+
+
+@register_acquisition("ucb", _Exploration)
+def ucb(beta: float = 2.0) -> Acquisition:
+    """Upper confidence bound mean + sqrt(beta) * std."""
+    return Acquisition(lambda mean, variance, best, rng: upper_confidence_bound(mean, variance, beta))
+
+
+@register_acquisition("max_variance")
+def max_variance() -> Acquisition:
+    """Pure exploration: the largest posterior variance (mapping a property everywhere)."""
+    return Acquisition(lambda mean, variance, best, rng: np.asarray(variance, dtype=np.float64).copy())
+
+
+@register_acquisition("greedy")
+def greedy() -> Acquisition:
+    """Pure exploitation: the largest posterior mean."""
+    return Acquisition(lambda mean, variance, best, rng: np.asarray(mean, dtype=np.float64).copy())
+
+
+@register_acquisition("thompson", _Exploration)
+def thompson(beta: float = 2.0) -> Acquisition:
+    """Thompson sampling from the joint posterior; `beta` sets the UCB shortlist."""
+    return Acquisition(
+        score=lambda mean, variance, best, rng: thompson_marginal(mean, variance, rng),
+        prefilter=lambda mean, variance, best, rng: upper_confidence_bound(mean, variance, beta),
+        sampling=True,
+    )
+
+
+@register_acquisition("random")
+def random_choice() -> Acquisition:
+    """Uniform random selection without a model (the baseline every strategy must beat)."""
+    return Acquisition(score=lambda mean, variance, best, rng: rng.random(len(mean)), needs_model=False)
 
 
 def _top(scores: np.ndarray, k: int) -> np.ndarray:
@@ -132,7 +200,7 @@ def _masked_argmax(scores: np.ndarray, blocked: np.ndarray) -> int:
     return int(open_positions[np.argmax(np.where(np.isnan(open_scores), -np.inf, open_scores))])
 
 
-def _believer_batch(spec: AcquisitionSpec, mean: np.ndarray, cov: np.ndarray, best: float, q: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def _believer_batch(acquisition: Acquisition, mean: np.ndarray, cov: np.ndarray, best: float, q: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Sequential greedy picks with Kriging-believer fantasies; returns (positions, scores).
 
     The covariance after t picks is cov - V_t^T V_t, with one row of V per pick; only the
@@ -146,7 +214,7 @@ def _believer_batch(spec: AcquisitionSpec, mean: np.ndarray, cov: np.ndarray, be
     positions, scores = np.empty(q, dtype=np.int64), np.empty(q)
     incumbent = best
     for step in range(q):
-        step_scores = single_point_scores(spec, mean, variance, incumbent, rng)
+        step_scores = acquisition.score(mean, variance, incumbent, rng)
         j = _masked_argmax(step_scores, picked)
         positions[step], scores[step], picked[j] = j, step_scores[j], True
         column = cov[:, j] - updates[:step].T @ updates[:step, j]
@@ -161,6 +229,7 @@ def _joint_samples(mean: np.ndarray, cov: np.ndarray, n_samples: int, rng: np.ra
 
     The factorisation runs in torch (several times faster than numpy's OpenBLAS here).
     """
+    import torch
     cov_t = torch.as_tensor(cov, dtype=torch.float64)
     scale = max(float(cov_t.diagonal().mean()), 1e-12)
     eye = torch.eye(len(mean), dtype=torch.float64)
@@ -231,18 +300,19 @@ def select_batch(
     mean, variance = np.asarray(prediction[0])[candidates], np.asarray(prediction[1])[candidates]
     y_train = np.asarray(y_train, dtype=np.float64)
     best = float(y_train.max()) if y_train.size else float(mean.max())
+    acquisition = build_acquisition(spec)
     q = min(spec.q, candidates.size)
-    subset = _top(_prefilter_scores(spec, mean, variance, best, rng), max(spec.prefilter, q))
+    subset = _top(acquisition.shortlist_score(mean, variance, best, rng), max(spec.prefilter, q))
     rows = candidates[subset]
     if hasattr(model, "predict_joint") and q > 1:
         joint_mean, joint_cov = model.predict_joint(X[rows])
-        if spec.kind == "thompson":
+        if acquisition.sampling:
             positions, scores = _distinct_argmaxes(_joint_samples(joint_mean, joint_cov, q, rng))
         else:
-            positions, scores = _believer_batch(spec, joint_mean, joint_cov, best, q, rng)
+            positions, scores = _believer_batch(acquisition, joint_mean, joint_cov, best, q, rng)
     else:
-        subset_scores = single_point_scores(spec, mean[subset], variance[subset], best, rng)
-        if spec.kind == "thompson":
+        subset_scores = acquisition.score(mean[subset], variance[subset], best, rng)
+        if acquisition.sampling:
             positions = _top(subset_scores, q)
             scores = subset_scores[positions]
         else:
