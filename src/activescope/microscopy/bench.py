@@ -20,12 +20,13 @@ import numpy as np
 import torch
 from sklearn.metrics import roc_auc_score
 
-from activescope.microscopy.ensemble import Ensemble, train_ensemble
-from activescope.microscopy.iterate import iterate
-from activescope.microscopy.nets import build_network
-from activescope.microscopy.predict import Predictor
-from activescope.microscopy.simulate import SimConfig, lattice_classes, simulate_batch
-from activescope.microscopy.train import TrainConfig, ValidationSet, train_on_simulation
+from activescope.microscopy.ensemble.elit import iterate
+from activescope.microscopy.ensemble.finder import Ensemble
+from activescope.microscopy.ensemble.train import train_ensemble
+from activescope.microscopy.find.predict import Predictor
+from activescope.microscopy.nets.unet import build_network
+from activescope.microscopy.sim.simulate import SimConfig, lattice_classes, simulate_batch
+from activescope.microscopy.training.trainer import TrainConfig, ValidationSet, train_on_simulation
 
 OOD_SETS: dict[str, dict] = {
     "wide probe": {"probe_fwhm": (1.4, 1.6)},

@@ -1,7 +1,8 @@
 """`activescope atoms ...`: simulate frames, train and apply atom finders and ensembles.
 
 Commands only parse options and call the library; bad input raises ``DataError`` which the
-main entry point prints as one line with exit code 2.
+main entry point prints as one line with exit code 2. Every output destination is checked
+(``io.check_destination``) before the work that fills it starts.
 """
 
 from __future__ import annotations
@@ -13,18 +14,21 @@ import numpy as np
 import pandas as pd
 import typer
 
-from activescope.errors import DataError
-from activescope.microscopy.checkpoint import load_checkpoint, save_checkpoint
-from activescope.microscopy.imageio import read_image
-from activescope.microscopy.locate import save_atoms
-from activescope.microscopy.simulate import SimConfig, frame_seeds, lattice_classes, simulate_frame
-from activescope.microscopy.train import TrainConfig, train_on_simulation
+from activescope.engine.errors import DataError
+from activescope.microscopy.find.locate import save_atoms
+from activescope.microscopy.io import check_destination, read_image
+from activescope.microscopy.nets.checkpoint import load_checkpoint, save_checkpoint
+from activescope.microscopy.sim.simulate import (SimConfig, frame_seeds, lattice_classes,
+                                                 simulate_frame)
+from activescope.microscopy.training.trainer import TrainConfig, train_on_simulation
 
 atoms_app = typer.Typer(help="Atom finding: simulate, train, find, ensembles, iterative training.",
                         no_args_is_help=True)
 
 _LATTICE = typer.Option("graphene", help="graphene, mos2, ws2 or srtio3")
 _EXPECT = typer.Option(None, help="check that the model was trained for this lattice's classes")
+_MIN_DISTANCE = typer.Option(4.0, help="pixels, >= 0: of two atoms closer than this the weaker "
+                             "is dropped (0 keeps both)")
 _IMAGE_SUFFIXES = {".npy", ".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp", ".dm3", ".dm4",
                    ".emd", ".hspy", ".h5", ".hdf5"}
 
@@ -51,15 +55,16 @@ def _train_config(steps: int, batch_size: int, crop: int, lr: float, seed: int,
 
 @atoms_app.command()
 def simulate(out: Path = typer.Argument(..., help="output folder"), lattice: str = _LATTICE,
-             n: int = typer.Option(8, help="number of frames"),
+             n: int = typer.Option(8, help="number of frames, at least 1"),
              size: int = typer.Option(256, help="frame size, pixels"),
              seed: int = typer.Option(0), dose: Optional[float] = typer.Option(
                  None, help="electrons per Å² (default: random 2e3-2e4 per frame)"),
              probe_fwhm: Optional[float] = typer.Option(None, help="probe FWHM, Å")) -> None:
     """Write simulated frames (frame_XXX.npy), label masks (labels_XXX.npy), atoms (atoms_XXX.csv)."""
     config = _sim_config(lattice, size, dose, probe_fwhm)
-    out.mkdir(parents=True, exist_ok=True)
-    for index, frame_seed in enumerate(frame_seeds(seed, n)):
+    seeds = frame_seeds(seed, n)
+    check_destination(out, folder=True)
+    for index, frame_seed in enumerate(seeds):
         frame = simulate_frame(config, int(frame_seed))
         np.save(out / f"frame_{index:03d}.npy", frame.image)
         np.save(out / f"labels_{index:03d}.npy", frame.labels)
@@ -76,8 +81,9 @@ def train(out: Path = typer.Argument(..., help="checkpoint to write (.safetensor
           dice: float = typer.Option(0.0, help="weight of the Dice loss term"),
           val_frames: int = typer.Option(8, help="validation frames (256 px)")) -> None:
     """Train one atom finder on simulated frames and save it as a checkpoint."""
-    trained = train_on_simulation(SimConfig(lattice=lattice), _train_config(
-        steps, batch_size, crop, lr, seed, dice), arch, val_frames=val_frames)
+    config = _train_config(steps, batch_size, crop, lr, seed, dice)
+    check_destination(out, folder=False)
+    trained = train_on_simulation(SimConfig(lattice=lattice), config, arch, val_frames=val_frames)
     save_checkpoint(out, trained.model, trained.card)
     f1 = trained.history.val_f1[-1] if trained.history.val_f1 else float("nan")
     typer.echo(f"saved {out}  validation F1 {f1:.4f}  ({trained.history.seconds:.0f} s)")
@@ -85,9 +91,8 @@ def train(out: Path = typer.Argument(..., help="checkpoint to write (.safetensor
 
 def _write_outputs(image: np.ndarray, atoms: pd.DataFrame, classes: list[str], out: Path,
                    stem: str, uncertainty: Optional[str] = None) -> Path:
-    from activescope.microscopy.overlay import save_overlay
+    from activescope.microscopy.find.overlay import save_overlay
 
-    out.mkdir(parents=True, exist_ok=True)
     table = atoms.drop(columns=[c for c in ("frame",) if c in atoms.columns])
     table = table.assign(cls_name=[classes[int(c)] for c in table["cls"]])
     csv = save_atoms(table, out / f"{stem}_atoms.csv")
@@ -103,14 +108,15 @@ def _write_outputs(image: np.ndarray, atoms: pd.DataFrame, classes: list[str], o
 def find(image: Path = typer.Argument(..., help="npy/tif/png/dm3/dm4/emd/hspy image"),
          model: Path = typer.Option(..., "--model", help="checkpoint (.safetensors)"),
          out: Path = typer.Option(Path("atoms-out"), "--out", help="output folder"),
-         threshold: float = typer.Option(0.5), min_distance: float = typer.Option(4.0),
+         threshold: float = typer.Option(0.5), min_distance: float = _MIN_DISTANCE,
          lattice: Optional[str] = _EXPECT) -> None:
     """Find atoms in one image: writes <name>_atoms.csv and <name>_overlay.png."""
-    from activescope.microscopy.predict import Predictor
+    from activescope.microscopy.find.predict import Predictor
 
     frame, _ = read_image(image)
     predictor = Predictor.from_checkpoint(model, _expected_classes(lattice), threshold=threshold,
                                           min_distance_px=min_distance)
+    check_destination(out, folder=True)
     atoms = predictor.find(frame)
     csv = _write_outputs(frame, atoms, predictor.classes, out, image.stem)
     typer.echo(f"wrote {csv}")
@@ -125,11 +131,12 @@ def ensemble_train(out: Path = typer.Argument(..., help="ensemble checkpoint to 
                    crop: int = typer.Option(128), lr: float = typer.Option(3e-3),
                    seed: int = typer.Option(0)) -> None:
     """Train an ensemble (different seeds and batch orders) and save it as one checkpoint."""
-    from activescope.microscopy.ensemble import train_ensemble
+    from activescope.microscopy.ensemble.train import train_ensemble
 
-    trained = train_ensemble(SimConfig(lattice=lattice), _train_config(
-        steps, batch_size, crop, lr, seed, 0.0), members, arch, mode=mode,
-        finetune_steps=finetune_steps)
+    config = _train_config(steps, batch_size, crop, lr, seed, 0.0)
+    check_destination(out, folder=False)
+    trained = train_ensemble(SimConfig(lattice=lattice), config, members, arch, mode=mode,
+                             finetune_steps=finetune_steps)
     save_checkpoint(out, trained.members, trained.card)
     typer.echo(f"saved {members}-member ensemble to {out}")
 
@@ -138,7 +145,7 @@ def ensemble_train(out: Path = typer.Argument(..., help="ensemble checkpoint to 
 def ensemble_find(image: Path = typer.Argument(..., help="npy/tif/png/dm3/dm4/emd/hspy image"),
                   model: Path = typer.Option(..., "--model", help="ensemble checkpoint"),
                   out: Path = typer.Option(Path("atoms-out"), "--out", help="output folder"),
-                  threshold: float = typer.Option(0.5), min_distance: float = typer.Option(4.0),
+                  threshold: float = typer.Option(0.5), min_distance: float = _MIN_DISTANCE,
                   min_frequency: float = typer.Option(0.5, help="share of members that must agree"),
                   lattice: Optional[str] = _EXPECT,
                   backend: str = typer.Option("auto", help="auto | fused | vmap | loop: how the "
@@ -153,12 +160,13 @@ def ensemble_find(image: Path = typer.Argument(..., help="npy/tif/png/dm3/dm4/em
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
 
-    from activescope.microscopy.ensemble import Ensemble
+    from activescope.microscopy.ensemble.finder import Ensemble
 
     frame, _ = read_image(image)
     ensemble = Ensemble.from_checkpoint(model, _expected_classes(lattice), threshold=threshold,
                                         min_distance_px=min_distance, min_frequency=min_frequency,
                                         backend=backend, member_lookup=member_lookup)
+    check_destination(out, folder=True)
     atoms, maps = ensemble.find_with_maps(frame)
     csv = _write_outputs(frame, atoms, ensemble.classes, out, image.stem, "uncertainty")
     plt.imsave(out / f"{image.stem}_variance.png", maps.atom_variance[0], cmap="magma")
@@ -185,7 +193,7 @@ def iterate(folder: Path = typer.Argument(..., help="folder of unlabelled images
             batch_size: int = typer.Option(8), crop: int = typer.Option(128),
             lr: float = typer.Option(3e-4), seed: int = typer.Option(0)) -> None:
     """Ensemble iterative training (ELIT): self-train the ensemble on unlabelled frames."""
-    from activescope.microscopy.iterate import iterate as run_elit
+    from activescope.microscopy.ensemble.elit import iterate as run_elit
 
     frames = _read_folder(folder)
     members, card = load_checkpoint(model)
@@ -197,6 +205,7 @@ def iterate(folder: Path = typer.Argument(..., help="folder of unlabelled images
         raise DataError(f"frames {frames.shape[1:]} are too small to train on (< {multiple} px)")
     config = TrainConfig(steps=steps, batch_size=batch_size, crop_size=crop, learning_rate=lr,
                          seed=seed)
+    check_destination(out, folder=False)
     result = run_elit(members, card.classes, frames, rounds, config)
     card.training["elit"] = {"rounds": rounds, "steps": steps, "frames": len(frames)}
     save_checkpoint(out, result.members, card)
@@ -213,4 +222,4 @@ def bench_atoms(out: Path = typer.Option(Path("bench-atoms"), "--out", "-o",
     """Atom-finding benchmarks: F1 per lattice and vs dose, OOD + ensembles + ELIT, speed."""
     from activescope.microscopy.bench import run_benchmarks
 
-    typer.echo(run_benchmarks(out, quick=quick, threads=threads))
+    typer.echo(run_benchmarks(check_destination(out, folder=True), quick=quick, threads=threads))

@@ -20,8 +20,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from activescope.errors import DataError
-from activescope.microscopy.nets import UNet, unet_pass
+from activescope.engine.errors import DataError
+from activescope.microscopy.nets.unet import UNet, unet_pass
 
 
 def _grouped_conv(convs: Sequence[nn.Conv2d], shared_input: bool) -> nn.Conv2d:
@@ -77,7 +77,7 @@ class FusedUNet(nn.Module):
 
     Args:
         members: eval-mode members of one architecture with batch norm already folded into
-            their convolutions (``predict.fuse_batchnorm``); their weights are copied.
+            their convolutions (``find.predict.fuse_batchnorm``); their weights are copied.
 
     Raises ``DataError`` unless ``fusable(members)``.
     """

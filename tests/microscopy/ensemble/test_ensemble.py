@@ -5,16 +5,16 @@ import pandas as pd
 import pytest
 import torch
 
-from activescope.errors import DataError, SpecError
-from activescope.microscopy.augment import IGNORE_INDEX
-from activescope.microscopy.ensemble import (Ensemble, group_detections, lookup_members,
-                                             train_ensemble)
-from activescope.microscopy.fused import FusedUNet, fusable
-from activescope.microscopy.iterate import PseudoLabelRule, iterate, pseudo_labels
-from activescope.microscopy.nets import build_network
-from activescope.microscopy.predict import Predictor, fuse_batchnorm
-from activescope.microscopy.simulate import SimConfig, simulate_batch
-from activescope.microscopy.train import TrainConfig, ValidationSet
+from activescope.engine.errors import DataError, SpecError
+from activescope.microscopy.ensemble.elit import PseudoLabelRule, iterate, pseudo_labels
+from activescope.microscopy.ensemble.finder import Ensemble, group_detections, lookup_members
+from activescope.microscopy.ensemble.train import train_ensemble
+from activescope.microscopy.find.predict import Predictor, fuse_batchnorm
+from activescope.microscopy.nets.fused import FusedUNet, fusable
+from activescope.microscopy.nets.unet import build_network
+from activescope.microscopy.sim.simulate import SimConfig, simulate_batch
+from activescope.microscopy.training.augment import IGNORE_INDEX
+from activescope.microscopy.training.trainer import TrainConfig, ValidationSet
 
 EASY = SimConfig(lattice="graphene", size=96, pixel_size=0.12, probe_fwhm=0.9, dose=float("inf"),
                  read_noise=0.0, jitter=0.0, drift=0.0, background=0.0, vacancy_prob=0.0,
@@ -55,24 +55,6 @@ def test_batched_ensemble_equals_each_member_run_alone():
         assert other.backend == backend
         np.testing.assert_allclose(other.probabilities(images).members, maps.members, atol=1e-5)
     assert Ensemble(members, CLASSES, "cpu").backend == "loop"
-
-
-@pytest.mark.parametrize("kwargs", [dict(n_classes=3, depth=2),
-                                    dict(n_classes=2, depth=3, dilated_bottleneck=False),
-                                    dict(n_classes=3, depth=1, space_to_depth=1)])
-def test_fused_network_equals_its_members_logits(kwargs):
-    members = []
-    for seed in range(4):
-        torch.manual_seed(seed)
-        model = build_network("lite_unet", base_filters=4, **kwargs).train()
-        with torch.no_grad():
-            model(torch.randn(2, 1, 32, 32))
-        members.append(fuse_batchnorm(model.eval()))
-    fused = FusedUNet(members).to(memory_format=torch.channels_last)
-    images = torch.randn(3, 1, 32, 48).contiguous(memory_format=torch.channels_last)
-    with torch.inference_mode():
-        expected = torch.stack([member(images) for member in members], dim=1)
-        np.testing.assert_allclose(fused(images).numpy(), expected.numpy(), atol=1e-5, rtol=1e-5)
 
 
 def test_unfusable_members_fall_back_to_vmap():

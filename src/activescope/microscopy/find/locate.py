@@ -19,7 +19,7 @@ import pandas as pd
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
-from activescope.errors import DataError
+from activescope.engine.errors import DataError
 
 _IN_PLANE = np.zeros((3, 3, 3), dtype=bool)
 _IN_PLANE[1] = ndimage.generate_binary_structure(2, 1)
@@ -62,6 +62,19 @@ def _suppress_close(table: pd.DataFrame, min_distance_px: float, frame_height: i
     return table.drop(index=table.index[np.unique(loser)])
 
 
+def check_find_settings(threshold: float, min_distance_px: float) -> None:
+    """Reject settings ``find_atoms`` cannot honour, so finders fail before running a network.
+
+    ``threshold`` is a foreground probability in [0, 1); ``min_distance_px`` is a distance in
+    pixels, at least 0 (0 keeps atoms however close they are).
+    """
+    if not 0.0 <= threshold < 1.0:
+        raise DataError(f"threshold must lie in [0, 1), got {threshold}")
+    if not min_distance_px >= 0.0:
+        raise DataError(f"min distance between atoms must be at least 0 pixels, "
+                        f"got {min_distance_px} px")
+
+
 def find_atoms(prob: np.ndarray, threshold: float = 0.5, min_distance_px: float = 2.0,
                refine: bool = True, edge_px: float = 0.0, min_area_px: int = 1) -> pd.DataFrame:
     """Atoms in class-probability maps ``(C, H, W)`` or ``(N, C, H, W)``.
@@ -72,8 +85,7 @@ def find_atoms(prob: np.ndarray, threshold: float = 0.5, min_distance_px: float 
     ``frame``. Atoms closer than ``edge_px`` to the border, regions smaller than
     ``min_area_px`` and the weaker of two atoms closer than ``min_distance_px`` are dropped.
     """
-    if not 0.0 <= threshold < 1.0:
-        raise DataError(f"threshold must lie in [0, 1), got {threshold}")
+    check_find_settings(threshold, min_distance_px)
     batched = np.asarray(prob).ndim == 4
     prob = _check_prob(prob)
     n, n_classes, height, width = prob.shape

@@ -6,16 +6,21 @@ HyperSpy ``.hspy`` (RosettaSciIO); and any 2-D dataset inside an HDF5 file addre
 ``file.h5:/group/dataset`` (``.h5``/``.hdf5``; the dataset path may be left out when the file
 holds exactly one 2-D dataset). The pixel size is reported in Å when the file records it in a
 length unit.
+
+Outputs go the other way: ``check_destination`` makes sure an output folder or file can be
+written before a command spends minutes simulating or training for it.
 """
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from activescope.errors import DataError
+from activescope.engine.errors import DataError
 
 _RSCIIO_READERS = {".dm3": "digitalmicrograph", ".dm4": "digitalmicrograph", ".emd": "emd",
                    ".hspy": "hspy"}
@@ -192,3 +197,41 @@ def read_image(path: str | Path) -> tuple[np.ndarray, dict[str, Any]]:
     meta["pixel_size_angstrom"] = pixel_size_angstrom(meta.get("pixel_size"),
                                                       meta.get("pixel_unit"))
     return image, meta
+
+
+def check_destination(path: str | Path, folder: bool) -> Path:
+    """Make sure ``path`` can be written before any work is done for it; return it as a Path.
+
+    ``folder=True``: ``path`` is an output folder, created with its parents when missing.
+    ``folder=False``: ``path`` is an output file; its folder is created when missing and an
+    existing file there stays untouched until the caller replaces it. A probe file is created
+    and removed in the folder, so read-only or special locations fail here, not after the work.
+    Raises ``DataError`` naming ``path`` and the problem; files already there are never removed.
+    """
+    path = Path(path)
+    what = "output folder" if folder else "output file"
+    directory = path if folder else path.parent
+    try:
+        if folder and path.exists() and not path.is_dir():
+            raise DataError(f"{what} {path} is an existing file, not a folder")
+        if not folder and path.is_dir():
+            raise DataError(f"{what} {path} is an existing folder, not a file")
+        existing = next(p for p in (directory, *directory.parents) if p.exists())
+        if not existing.is_dir():
+            raise DataError(f"cannot write {what} {path}: {existing} is a file, not a folder")
+        if not folder and path.is_file() and not os.access(path, os.W_OK):
+            raise DataError(f"cannot write {what} {path}: the existing file is read-only")
+    except OSError as err:
+        raise DataError(f"cannot write {what} {path}: {err.strerror or err}") from None
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise DataError(f"cannot write {what} {path}: cannot create folder "
+                        f"{err.filename or directory} ({err.strerror or err})") from None
+    try:
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as err:
+        raise DataError(f"cannot write {what} {path}: cannot write files in {directory} "
+                        f"({err.strerror or err})") from None
+    return path

@@ -17,13 +17,6 @@ IGNORE_INDEX = 255
 """Label value for pixels excluded from the loss (uncertain pseudo-label regions)."""
 
 
-def standardize(images: torch.Tensor) -> torch.Tensor:
-    """Per-frame zero mean, unit standard deviation over ``(H, W)``: the network's input scale."""
-    mean = images.mean(dim=(-2, -1), keepdim=True)
-    std = images.std(dim=(-2, -1), keepdim=True)
-    return (images - mean) / std.clamp_min(1e-6)
-
-
 def _uniform(n: int, low: float, high: float, generator: torch.Generator,
              device: torch.device) -> torch.Tensor:
     return low + (high - low) * torch.rand(n, generator=generator).to(device)

@@ -34,8 +34,8 @@ import numpy as np
 import pandas as pd
 from scipy import fft
 
-from activescope.errors import SpecError
-from activescope.microscopy.lattices import ProjectedLattice, lattice_classes, projected_lattice
+from activescope.engine.errors import SpecError
+from activescope.microscopy.sim.lattices import ProjectedLattice, lattice_classes, projected_lattice
 
 Range = float | tuple[float, float]
 
@@ -296,13 +296,13 @@ def simulate_batch(config: SimConfig, n: int, seed: int) -> tuple[np.ndarray, np
 
     Frame ``i`` is ``simulate_frame(config, frame_seeds(seed, n)[i])``.
     """
-    if n < 1:
-        raise SpecError(f"number of frames must be at least 1, got {n}")
     frames = [simulate_frame(config, int(s)) for s in frame_seeds(seed, n)]
     return (np.stack([f.image for f in frames]), np.stack([f.labels for f in frames]),
             [f.atoms for f in frames])
 
 
 def frame_seeds(seed: int, n: int) -> np.ndarray:
-    """Independent per-frame seeds (uint32) derived from one batch seed."""
+    """Independent per-frame seeds (uint32) for ``n`` ≥ 1 frames, derived from one batch seed."""
+    if n < 1:
+        raise SpecError(f"number of frames must be at least 1, got {n}")
     return np.random.SeedSequence(seed).generate_state(n)

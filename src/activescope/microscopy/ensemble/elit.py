@@ -17,14 +17,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from activescope.errors import DataError
-from activescope.microscopy.augment import IGNORE_INDEX
-from activescope.microscopy.ensemble import Ensemble
-from activescope.microscopy.nets import UNet
-from activescope.microscopy.predict import validate_images
-from activescope.microscopy.simulate import SimConfig
-from activescope.microscopy.train import (FrameSource, LabelledFrames, SimulatedFrames,
-                                          TrainConfig, Trainer)
+from activescope.engine.errors import DataError
+from activescope.microscopy.ensemble.finder import Ensemble
+from activescope.microscopy.find.predict import validate_images
+from activescope.microscopy.nets.unet import UNet
+from activescope.microscopy.sim.simulate import SimConfig
+from activescope.microscopy.training.augment import IGNORE_INDEX
+from activescope.microscopy.training.trainer import (FrameSource, LabelledFrames,
+                                                     SimulatedFrames, TrainConfig, Trainer)
 
 
 @dataclass

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from activescope.errors import SpecError
+from activescope.engine.errors import SpecError
 
 if TYPE_CHECKING:
     from ase import Atoms

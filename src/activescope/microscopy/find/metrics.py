@@ -23,7 +23,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import min_weight_full_bipartite_matching
 from scipy.spatial import cKDTree
 
-from activescope.errors import DataError
+from activescope.engine.errors import DataError
 
 
 @dataclass

@@ -1,4 +1,7 @@
-"""Image reading: every supported format round-trips, every bad input is a one-line DataError."""
+"""Image reading: every supported format round-trips, every bad input is a one-line DataError.
+
+Output destinations: ``check_destination`` refuses unwritable ones before any work is done.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +13,11 @@ import pytest
 import tifffile
 from PIL import Image
 
-from activescope.errors import DataError
-from activescope.microscopy.imageio import as_image, pixel_size_angstrom, read_image
+from activescope.engine.errors import DataError
+from activescope.microscopy.io import (as_image, check_destination, pixel_size_angstrom,
+                                      read_image)
 
-PFM = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "pfm_pto_256.h5"
+PFM = Path(__file__).resolve().parents[2] / "data" / "pfm_pto_256.h5"
 PFM_CHANNEL = "/Measurement_000/Channel_0/Channel_0/Channel_0"
 
 
@@ -134,3 +138,38 @@ def test_pixel_size_units() -> None:
     assert pixel_size_angstrom(3e-10, "m") == pytest.approx(3.0)
     assert pixel_size_angstrom(0.5, "Å") == 0.5
     assert pixel_size_angstrom(1.0, "deg") is None and pixel_size_angstrom(None, "nm") is None
+
+
+def test_destinations_are_created_and_existing_files_kept(tmp_path: Path) -> None:
+    out = check_destination(tmp_path / "a" / "b", folder=True)
+    assert out.is_dir() and list(out.iterdir()) == []
+    (out / "kept.csv").write_text("x,y\n")
+    assert check_destination(str(out), folder=True) == out
+    assert (out / "kept.csv").read_text() == "x,y\n" and len(list(out.iterdir())) == 1
+    model = check_destination(tmp_path / "c" / "model.safetensors", folder=False)
+    assert model.parent.is_dir() and not model.exists()
+
+
+def _unwritable(tmp_path: Path) -> dict[str, tuple[Path, bool, str]]:
+    """Destinations that must fail: (path, folder?, expected words); runs as root too."""
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("keep me")
+    (tmp_path / "folder").mkdir()
+    return {
+        "folder onto a file": (a_file, True, "is an existing file, not a folder"),
+        "file onto a folder": (tmp_path / "folder", False, "is an existing folder, not a file"),
+        "folder under a file": (a_file / "out", True, "notes.txt is a file, not a folder"),
+        "file under a file": (a_file / "m.safetensors", False, "notes.txt is a file, not a folder"),
+        "folder under /proc": (Path("/proc/activescope-out"), True, "cannot write output folder"),
+        "file under /proc": (Path("/proc/activescope.safetensors"), False, "cannot write output file"),
+    }
+
+
+@pytest.mark.parametrize("case", ["folder onto a file", "file onto a folder", "folder under a file",
+                                  "file under a file", "folder under /proc", "file under /proc"])
+def test_unwritable_destinations_are_one_line_data_errors(tmp_path: Path, case: str) -> None:
+    path, folder, words = _unwritable(tmp_path)[case]
+    with pytest.raises(DataError, match=words) as raised:
+        check_destination(path, folder=folder)
+    assert str(path) in str(raised.value) and "\n" not in str(raised.value)
+    assert (tmp_path / "notes.txt").read_text() == "keep me"

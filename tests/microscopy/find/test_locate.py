@@ -9,12 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from activescope.errors import DataError
-from activescope.microscopy.imageio import read_image
-from activescope.microscopy.locate import find_atoms, one_hot, read_atoms, save_atoms
-from activescope.microscopy.metrics import match_atoms
-from activescope.microscopy.overlay import save_overlay
-from activescope.microscopy.simulate import SimConfig, simulate_batch, simulate_frame
+from activescope.engine.errors import DataError
+from activescope.microscopy.find.locate import find_atoms, one_hot, read_atoms, save_atoms
+from activescope.microscopy.find.metrics import match_atoms
+from activescope.microscopy.find.overlay import save_overlay
+from activescope.microscopy.io import read_image
+from activescope.microscopy.sim.simulate import SimConfig, simulate_batch, simulate_frame
 
 
 def _blob_map(centres: list[tuple[float, float, float]], shape: tuple[int, int] = (40, 40),
@@ -74,6 +74,9 @@ def test_threshold_edges_and_min_distance() -> None:
     assert len(find_atoms(close, threshold=0.5, min_distance_px=2)) == 2
     kept = find_atoms(close, threshold=0.5, min_distance_px=5)
     assert kept["x"].tolist() == pytest.approx([15.0], abs=0.01)
+    assert len(find_atoms(close, threshold=0.5, min_distance_px=0)) == 2
+    with pytest.raises(DataError, match="at least 0 pixels, got -1"):
+        find_atoms(close, min_distance_px=-1)
 
 
 def test_class_vote_uses_summed_class_probability() -> None:

@@ -4,7 +4,8 @@ Every network maps images ``(N, 1, H, W)`` to per-pixel class logits ``(N, C, H,
 is background and classes ``1..C-1`` are atom species, so "binary" atom finding is ``C = 2``.
 ``H`` and ``W`` must be multiples of ``network.size_multiple`` (the predictor pads to that).
 Networks are built by name from a registry so that a checkpoint can store the name and its
-keyword arguments as JSON and rebuild the network without pickling code.
+keyword arguments as JSON and rebuild the network without pickling code. Inputs are
+``standardize``-d per frame, in training and at inference alike.
 """
 
 from __future__ import annotations
@@ -15,7 +16,14 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from activescope.errors import SpecError
+from activescope.engine.errors import SpecError
+
+
+def standardize(images: torch.Tensor) -> torch.Tensor:
+    """Per-frame zero mean, unit standard deviation over ``(H, W)``: the network's input scale."""
+    mean = images.mean(dim=(-2, -1), keepdim=True)
+    std = images.std(dim=(-2, -1), keepdim=True)
+    return (images - mean) / std.clamp_min(1e-6)
 
 
 def _conv(in_channels: int, out_channels: int, dilation: int, separable: bool) -> nn.Module:

@@ -4,11 +4,12 @@ import numpy as np
 import pytest
 import torch
 
-from activescope.microscopy.augment import IGNORE_INDEX
-from activescope.microscopy.predict import Predictor
-from activescope.microscopy.simulate import SimConfig, simulate_batch
-from activescope.microscopy.train import (LabelledFrames, SimulatedFrames, TrainConfig, Trainer,
-                                          ValidationSet, segmentation_loss, train_on_simulation)
+from activescope.microscopy.find.predict import Predictor
+from activescope.microscopy.sim.simulate import SimConfig, simulate_batch
+from activescope.microscopy.training.augment import IGNORE_INDEX
+from activescope.microscopy.training.trainer import (LabelledFrames, SimulatedFrames,
+                                                     TrainConfig, Trainer, ValidationSet,
+                                                     segmentation_loss, train_on_simulation)
 
 EASY = SimConfig(lattice="graphene", size=96, pixel_size=0.12, probe_fwhm=0.9, dose=float("inf"),
                  read_noise=0.0, jitter=0.0, drift=0.0, background=0.0, vacancy_prob=0.0,
@@ -61,7 +62,7 @@ def test_labelled_frames_crop_images_and_labels_at_the_same_place():
 def test_same_seeds_give_identical_training_and_other_batch_seed_differs():
     def weights(batch_seed):
         torch.manual_seed(0)
-        from activescope.microscopy.nets import build_network
+        from activescope.microscopy.nets.unet import build_network
         model = build_network("lite_unet", n_classes=3, base_filters=4, depth=2)
         config = TrainConfig(steps=3, batch_size=2, crop_size=32, seed=0, batch_seed=batch_seed)
         Trainer(model, SimulatedFrames(EASY, 32), config, "cpu").fit(progress=False)

@@ -19,13 +19,13 @@ import torch
 from rich.progress import Progress
 from torch.nn import functional as F
 
-from activescope.errors import SpecError
-from activescope.microscopy.metrics import MatchResult, detection_scores
-from activescope.microscopy.augment import IGNORE_INDEX, Augmenter, standardize
-from activescope.microscopy.checkpoint import ModelCard
-from activescope.microscopy.nets import UNet, build_network
-from activescope.microscopy.predict import Predictor, default_device
-from activescope.microscopy.simulate import SimConfig, lattice_classes, simulate_batch
+from activescope.engine.errors import SpecError
+from activescope.microscopy.find.metrics import MatchResult, detection_scores
+from activescope.microscopy.find.predict import Predictor, default_device
+from activescope.microscopy.nets.checkpoint import ModelCard
+from activescope.microscopy.nets.unet import UNet, build_network, standardize
+from activescope.microscopy.sim.simulate import SimConfig, lattice_classes, simulate_batch
+from activescope.microscopy.training.augment import IGNORE_INDEX, Augmenter
 
 
 @dataclass

@@ -19,8 +19,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 import activescope
-from activescope.errors import ActivescopeError, DataError
-from activescope.microscopy.nets import UNet, build_network
+from activescope.engine.errors import ActivescopeError, DataError
+from activescope.microscopy.nets.unet import UNet, build_network
 
 _METADATA_KEY = "activescope"
 

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 from scipy.spatial import cKDTree
 
-from activescope.errors import SpecError
-from activescope.microscopy.lattices import LATTICES, lattice_classes
-from activescope.microscopy.simulate import SimConfig, frame_seeds, simulate_batch, simulate_frame
+from activescope.engine.errors import SpecError
+from activescope.microscopy.sim.lattices import LATTICES, lattice_classes
+from activescope.microscopy.sim.simulate import (SimConfig, frame_seeds, simulate_batch,
+                                                 simulate_frame)
 
 QUIET = dict(dose=float("inf"), read_noise=0.0, background=0.0, jitter=0.0, drift=0.0)
 
@@ -140,3 +141,11 @@ def test_batch_matches_single_frames() -> None:
 def test_bad_config_raises_spec_error(bad: dict) -> None:
     with pytest.raises(SpecError):
         simulate_frame(SimConfig(**bad), 0)
+
+
+@pytest.mark.parametrize("n", [0, -1])
+def test_a_batch_needs_at_least_one_frame(n: int) -> None:
+    with pytest.raises(SpecError, match=f"at least 1, got {n}"):
+        frame_seeds(0, n)
+    with pytest.raises(SpecError, match=f"at least 1, got {n}"):
+        simulate_batch(SimConfig(size=16), n, seed=0)

@@ -20,11 +20,10 @@ from torch import nn
 from torch.nn import functional as F
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from activescope.errors import DataError
-from activescope.microscopy.augment import standardize
-from activescope.microscopy.checkpoint import load_checkpoint
-from activescope.microscopy.locate import find_atoms
-from activescope.microscopy.nets import ConvBlock, UNet
+from activescope.engine.errors import DataError
+from activescope.microscopy.find.locate import check_find_settings, find_atoms
+from activescope.microscopy.nets.checkpoint import load_checkpoint
+from activescope.microscopy.nets.unet import ConvBlock, UNet, standardize
 
 MIN_FRAME_PX = 16
 
@@ -106,6 +105,7 @@ class Predictor:
         if model.n_classes != len(classes):
             raise DataError(f"network has {model.n_classes} output classes but {len(classes)} "
                             f"class names were given: {list(classes)}")
+        check_find_settings(threshold, min_distance_px)
         self.device = torch.device(device) if device is not None else default_device()
         self.model = fuse_batchnorm(model).to(self.device, memory_format=torch.channels_last)
         self.classes = list(classes)

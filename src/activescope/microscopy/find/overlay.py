@@ -13,7 +13,7 @@ import pandas as pd
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 
-from activescope.errors import DataError
+from activescope.engine.errors import DataError
 
 
 def save_overlay(image: np.ndarray, atoms: pd.DataFrame, path: str | Path,

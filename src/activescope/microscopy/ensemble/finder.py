@@ -1,8 +1,7 @@
 """Deep ensembles for atom finding: batched prediction and per-atom uncertainty.
 
-Members share one architecture and differ in initial weights and batch order (trained from
-scratch) or only in batch order after a common baseline (short fine-tunes). At inference the
-members run as one fused network of grouped convolutions (``fused.FusedUNet``), under
+Members share one architecture (see ``ensemble.train`` for how they are trained). At inference the
+members run as one fused network of grouped convolutions (``nets.fused.FusedUNet``), under
 ``torch.func.vmap``, or one after another, giving mean and variance probability maps. On a CPU
 the loop is fastest: oneDNN's grouped convolutions of 8-channel groups are slower than N ordinary
 ones (10 members at 512 x 512 with per-atom uncertainty, quiet 2-core machine: loop 2.5 and 4.3
@@ -19,7 +18,7 @@ thread), but an approximation (see ``lookup_members``).
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -31,16 +30,15 @@ from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 from torch.func import functional_call, stack_module_state
 
-from activescope.errors import DataError, SpecError
-from activescope.microscopy.checkpoint import ModelCard, load_checkpoint
-from activescope.microscopy.fused import FusedUNet, fusable
-from activescope.microscopy.metrics import detection_scores
-from activescope.microscopy.nets import UNet
-from activescope.microscopy.predict import (atoms_from_probabilities, default_device,
-                                            fuse_batchnorm, to_network_input, validate_images)
-from activescope.microscopy.simulate import SimConfig, lattice_classes
-from activescope.microscopy.train import (SimulatedFrames, TrainConfig, TrainedModel, Trainer,
-                                          TrainHistory, ValidationSet, train_on_simulation)
+from activescope.engine.errors import DataError, SpecError
+from activescope.microscopy.find.locate import check_find_settings
+from activescope.microscopy.find.metrics import detection_scores
+from activescope.microscopy.find.predict import (atoms_from_probabilities, default_device,
+                                                 fuse_batchnorm, to_network_input,
+                                                 validate_images)
+from activescope.microscopy.nets.checkpoint import load_checkpoint
+from activescope.microscopy.nets.fused import FusedUNet, fusable
+from activescope.microscopy.nets.unet import UNet
 
 BACKENDS = ("auto", "fused", "vmap", "loop")
 UNCERTAINTY_COLUMNS = ["n_detections", "detection_freq", "pos_spread_px", "class_disagreement",
@@ -94,6 +92,7 @@ class Ensemble:
             raise DataError("ensemble members differ in architecture; they must share one")
         if backend not in BACKENDS:
             raise SpecError(f"ensemble backend must be one of {BACKENDS}, got {backend!r}")
+        check_find_settings(threshold, min_distance_px)
         self.device = torch.device(device) if device is not None else default_device()
         folded = [fuse_batchnorm(member).to(self.device) for member in members]
         if backend == "auto":
@@ -314,61 +313,3 @@ def lookup_members(consensus: pd.DataFrame, member_maps: np.ndarray, threshold: 
         prob_std=centre_prob.std(axis=0))
     table["uncertainty"] = 1.0 - table["detection_freq"] * (1.0 - table["class_disagreement"])
     return table[columns].reset_index(drop=True)
-
-
-@dataclass
-class TrainedEnsemble:
-    """Trained members with their card and histories."""
-
-    members: list[UNet]
-    card: ModelCard
-    histories: list[TrainHistory]
-
-
-def train_ensemble(sim: SimConfig, config: TrainConfig, n_members: int,
-                   architecture: str = "lite_unet", architecture_kwargs: dict | None = None,
-                   mode: str = "scratch", finetune_steps: int = 100,
-                   baseline: TrainedModel | None = None, val_frames: int = 0,
-                   device: str | torch.device | None = None,
-                   progress: bool = True) -> TrainedEnsemble:
-    """Train ``n_members`` networks on simulated frames.
-
-    ``mode="scratch"``: member ``k`` uses weight seed and batch seed ``config.seed + k``.
-    ``mode="finetune"``: one baseline (given, or trained with ``config``) is copied and each copy
-    is fine-tuned for ``finetune_steps`` steps at a tenth of the learning rate with its own
-    batch order - much cheaper, less diverse.
-    """
-    if n_members < 2:
-        raise SpecError(f"an ensemble needs at least 2 members, got {n_members}")
-    if mode not in ("scratch", "finetune"):
-        raise SpecError(f"ensemble mode must be 'scratch' or 'finetune', got {mode!r}")
-    kwargs = dict(architecture_kwargs or {})
-    classes = lattice_classes(sim.lattice)
-    members, histories = [], []
-    if mode == "scratch":
-        for k in range(n_members):
-            trained = train_on_simulation(sim, replace(config, seed=config.seed + k, batch_seed=None),
-                                          architecture, kwargs, val_frames=0, device=device,
-                                          progress=progress)
-            members.append(trained.model)
-            histories.append(trained.history)
-        card = trained.card
-    else:
-        base = baseline or train_on_simulation(sim, config, architecture, kwargs, val_frames=0,
-                                               device=device, progress=progress)
-        tune = replace(config, steps=finetune_steps, learning_rate=config.learning_rate / 10)
-        for k in range(n_members):
-            member = copy.deepcopy(base.model)
-            trainer = Trainer(member, SimulatedFrames(sim, config.crop_size),
-                              replace(tune, batch_seed=config.seed + 1000 + k), device)
-            histories.append(trainer.fit(progress=progress))
-            members.append(trainer.model)
-        card = base.card
-    card = replace(card, training={**card.training, "ensemble_mode": mode,
-                                   "finetune_steps": finetune_steps if mode == "finetune" else 0})
-    if val_frames > 0:
-        validation = ValidationSet.simulated(sim, val_frames, seed=20_000 + config.seed)
-        card.training["ensemble_val_f1"] = validation.score(
-            Ensemble(members, classes, device).find(validation.images)).f1
-    return TrainedEnsemble(members, card, histories)
-

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from activescope.errors import DataError
-from activescope.microscopy.metrics import detection_scores, match_atoms
+from activescope.engine.errors import DataError
+from activescope.microscopy.find.metrics import detection_scores, match_atoms
 
 
 def _atoms(rows: list[tuple[float, float, int]]) -> pd.DataFrame:

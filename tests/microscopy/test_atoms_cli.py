@@ -1,5 +1,7 @@
 """The `activescope atoms ...` commands through the main entry point."""
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -8,12 +10,11 @@ import torch
 from typer.testing import CliRunner
 
 from activescope.cli import app
-from activescope.microscopy.checkpoint import ModelCard, save_checkpoint
-from activescope.microscopy.nets import build_network
+from activescope.microscopy.nets.checkpoint import ModelCard, save_checkpoint
+from activescope.microscopy.nets.unet import build_network
 
 runner = CliRunner()
 TINY = {"base_filters": 4, "depth": 2}
-
 
 
 def _run(*args):
@@ -121,3 +122,76 @@ def test_bad_inputs_exit_2_with_one_line(model, tmp_path):
     assert mismatch.exit_code == 2 and "classes" in mismatch.output
     not_a_model = _run("atoms", "find", tmp_path / "ok.npy", "--model", tmp_path / "nan.npy")
     assert not_a_model.exit_code == 2 and "checkpoint" in not_a_model.output
+
+
+def _one_line_error(result, *words):
+    """Exit code 2 and exactly one line `error: ...` containing ``words``, no traceback."""
+    text = result.output.strip()
+    assert result.exit_code == 2, result.output
+    assert text.startswith("error: ") and "\n" not in text and "Traceback" not in text, text
+    for word in words:
+        assert str(word) in text, (word, text)
+
+
+@pytest.mark.parametrize("n", [0, -1])
+def test_simulate_needs_at_least_one_frame(tmp_path, n):
+    result = _run("atoms", "simulate", tmp_path / "frames", "--n", n, "--size", 32)
+    _one_line_error(result, "number of frames must be at least 1", f"got {n}")
+    assert not (tmp_path / "frames").exists()
+
+
+@pytest.mark.parametrize("command", ["find", "ensemble-find"])
+def test_find_rejects_a_negative_min_distance(frames, ensemble_path, tmp_path, command):
+    result = _run("atoms", command, frames / "frame_000.npy", "--model", ensemble_path,
+                  "--out", tmp_path / "out", "--min-distance", -1)
+    _one_line_error(result, "at least 0 pixels", "got -1.0 px")
+    assert not (tmp_path / "out").exists()
+
+
+def _fail(*_, **__):
+    raise AssertionError("the work started before the destination was checked")
+
+
+@pytest.fixture
+def no_work(monkeypatch):
+    """Make simulating, training and atom finding fail loudly (exit code 1, not 2)."""
+    monkeypatch.setattr("activescope.microscopy.cli.simulate_frame", _fail)
+    monkeypatch.setattr("activescope.microscopy.cli.train_on_simulation", _fail)
+    monkeypatch.setattr("activescope.microscopy.find.predict.Predictor.find", _fail)
+
+
+def _destination(tmp_path, case):
+    """A bad destination and the words its error must contain; runs as root too."""
+    notes = tmp_path / "notes.txt"
+    notes.write_text("keep me")
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    (folder / "old.csv").write_text("x,y")
+    return {
+        "existing file": (notes, "is an existing file, not a folder"),
+        "existing folder": (folder, "is an existing folder, not a file"),
+        "under a file": (notes / "out", "notes.txt is a file, not a folder"),
+        "under /proc": (Path("/proc") / "activescope-out", "cannot write"),
+    }[case]
+
+
+def _args(command, out, frames, model):
+    return {"simulate": ("atoms", "simulate", out, "--n", 1, "--size", 32),
+            "train": ("atoms", "train", out, "--steps", 1, "--batch-size", 1, "--crop", 32,
+                      "--val-frames", 0),
+            "find": ("atoms", "find", frames / "frame_000.npy", "--model", model,
+                     "--out", out)}[command]
+
+
+@pytest.mark.parametrize("command, case", [
+    ("simulate", "existing file"), ("simulate", "under a file"), ("simulate", "under /proc"),
+    ("find", "existing file"), ("find", "under a file"), ("find", "under /proc"),
+    ("train", "existing folder"), ("train", "under a file"), ("train", "under /proc"),
+])
+def test_unwritable_destinations_fail_first_in_one_line(frames, model, tmp_path, no_work,
+                                                        command, case):
+    out, words = _destination(tmp_path, case)
+    result = _run(*_args(command, out, frames, model))
+    _one_line_error(result, out, words)
+    assert (tmp_path / "notes.txt").read_text() == "keep me"
+    assert [p.name for p in (tmp_path / "folder").iterdir()] == ["old.csv"]

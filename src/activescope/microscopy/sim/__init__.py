@@ -1,0 +1,5 @@
+"""Simulated training data: projected crystal lattices and labelled HAADF-STEM frames.
+
+Pure NumPy/SciPy (no torch): ``lattices`` builds the projected atom columns of each supported
+material, ``simulate`` renders frames with exact atom tables and per-pixel class masks.
+"""
