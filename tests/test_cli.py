@@ -10,33 +10,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from typer.testing import CliRunner
+from cli_helpers import assert_user_error, dump_db, invoke
 
-from activescope.cli import app, preset_names
+from activescope.cli import preset_names
 from activescope.engine.spec import parse_spec
 
 REPO = Path(__file__).resolve().parents[1]
-runner = CliRunner()
-
-
-def invoke(*args):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def assert_user_error(result, *fragments):
-    """Exit code 2 and exactly one line `error: ...` on stderr mentioning every fragment."""
-    assert result.exit_code == 2, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0]
-
-
-def dump_db(run_dir: Path) -> list:
-    with sqlite3.connect(run_dir / "run.sqlite") as db:
-        return [db.execute(f"SELECT * FROM {t}").fetchall() for t in ("meta", "rounds", "selections", "measurements")]
-
-
 @pytest.fixture
 def finished_run(tmp_path, spec_dict, write_spec) -> Path:
     spec_dict["stop"]["budget"] = 40

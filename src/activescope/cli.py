@@ -175,21 +175,24 @@ def _print_summary(summary: "CampaignSummary") -> None:
 
 
 def _finish(campaign: "Campaign", progress: bool, report: bool) -> None:
-    try:
-        summary = campaign.run(progress=progress)
-    except KeyboardInterrupt:
-        typer.echo(f"interrupted; continue with: activescope resume {campaign.store.run_dir}", err=True)
-        raise typer.Exit(130) from None
-    _print_summary(summary)
-    if campaign.oracle.interactive and campaign.store.open_round() is not None:
-        path = campaign.suggest()
-        typer.echo(f"suggestions: {path}")
-        typer.echo(f"measure them, fill in `value`, then: activescope tell {campaign.store.run_dir} {path}")
-    if report and summary.n_measured > 0:
-        from .report import report_run
+    """Run a campaign to its stop rule (or its next ask/tell batch), print where it stands and
+    write the report; the run's lock is released on the way out, whatever happens."""
+    with campaign:
+        try:
+            summary = campaign.run(progress=progress)
+        except KeyboardInterrupt:
+            typer.echo(f"interrupted; continue with: activescope resume {campaign.store.run_dir}", err=True)
+            raise typer.Exit(130) from None
+        _print_summary(summary)
+        if campaign.oracle.interactive and campaign.store.open_round() is not None:
+            path = campaign.suggest()
+            typer.echo(f"suggestions: {path}")
+            typer.echo(f"measure them, fill in `value`, then: activescope tell {campaign.store.run_dir} {path}")
+        if report and summary.n_measured > 0:
+            from .report import report_run
 
-        typer.echo(f"report: {report_run(campaign.store.run_dir, pool=campaign.pool)}")
-    typer.echo(f"run directory: {campaign.store.run_dir}")
+            typer.echo(f"report: {report_run(campaign.store.run_dir, pool=campaign.pool)}")
+        typer.echo(f"run directory: {campaign.store.run_dir}")
 
 
 ProgressOption = typer.Option(True, "--progress/--no-progress", help="show a progress bar")

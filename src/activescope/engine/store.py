@@ -157,6 +157,9 @@ class Store:
         try:
             parent.mkdir(parents=True, exist_ok=True)
             staging = Path(tempfile.mkdtemp(prefix=f".{run_dir.name}.creating-", dir=parent))
+            umask = os.umask(0)
+            os.umask(umask)
+            staging.chmod(0o777 & ~umask)  # mkdtemp makes it private; a run directory is not
         except OSError as err:
             raise RunStateError(f"cannot create run directory {run_dir}: {err.strerror or err}") from None
         try:

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from ..engine.errors import RunStateError
 from ..engine.metrics import regression_summary, round_seconds, top_fraction_k, top_k_recall
 from ..engine.pool import Pool
 from ..engine.spec import CampaignSpec, ModelSpec
@@ -66,21 +67,32 @@ def report_run(run_dir: str | Path, pool: Pool | None = None) -> Path:
 
     `pool`, when given, is the run's pool already in memory (otherwise it is rebuilt from the spec).
     """
-    from ..engine.campaign import Campaign
+    from ..engine.campaign import build_instrument, build_pool_for
+    from ..engine.store import Store
 
-    campaign = Campaign.open(run_dir, pool=pool)
-    spec, pool = campaign.spec, campaign.pool
-    measurements = campaign.store.measurements().reset_index(drop=True)
+    store = Store.open(run_dir)  # read-only use: no lock, so a running campaign can be watched
+    try:
+        spec = store.spec()
+        pool = build_pool_for(spec, build_instrument(spec)) if pool is None else pool
+        measurements = store.measurements().reset_index(drop=True)
+        rounds = store.rounds()
+        artifacts = Path(store.artifacts)
+    finally:
+        store.close()
     labels = pool.labels
     all_values = labels[spec.target.column].to_numpy(dtype=float) if spec.target.column in labels else None
+    try:
+        rows = pool.index_of(measurements["id"].tolist())
+    except KeyError as err:
+        raise RunStateError(f"{run_dir}: measured id {err.args[0]!r} is not in the pool") from None
     run = _Run(
         spec=spec,
         pool=pool,
         measurements=measurements,
-        rounds=campaign.store.rounds(),
-        rows=pool.index_of(measurements["id"].tolist()),
+        rounds=rounds,
+        rows=rows,
         all_values=all_values,
-        artifacts=Path(campaign.store.artifacts),
+        artifacts=artifacts,
     )
     run.artifacts.mkdir(parents=True, exist_ok=True)
     sections = [("summary", "Run summary", _summary(run))]
@@ -98,7 +110,7 @@ def report_run(run_dir: str | Path, pool: Pool | None = None) -> Path:
 
 
 def _save(run: _Run, name: str, fig: Figure, caption: str) -> str:
-    """Save the figure as artifacts/<name>.png and return its embedded HTML."""
+    """Save the figure as `artifacts/<name>.png` and return its embedded HTML."""
     png = figures.figure_png(fig)
     (run.artifacts / f"{name}.png").write_bytes(png)
     return markup.image(png, alt=name, caption=caption)
