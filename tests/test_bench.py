@@ -53,10 +53,12 @@ def test_rerun_resumes_finished_runs_without_new_measurements(tmp_path, base_spe
     pd.testing.assert_frame_equal(first.drop(columns="total_s"), again.drop(columns="total_s"))
 
 
-def test_strategy_overrides_merge_sections_and_replace_a_different_model(base_spec):
+def test_strategy_overrides_merge_sections_and_replace_a_different_kind(base_spec):
+    base_spec = base_spec.model_copy(update={"acquisition": base_spec.acquisition.model_copy(update={"q": 4})})
     merged = strategy_spec(base_spec, "x", {"model": {"kind": "gp"}, "acquisition": {"kind": "logei"}}, seed=7)
     assert merged["model"] == {"kind": "gp"}
-    assert merged["acquisition"]["kind"] == "logei" and merged["acquisition"]["q"] == 10
+    assert merged["acquisition"] == {"q": 4, "prefilter": 2000, "kind": "logei"}  # ucb's beta is gone
+    parse_spec(merged)
     assert merged["seed"] == 7 and merged["name"] == "tiny-x-seed7"
     with pytest.raises(SpecError, match="section 'model'"):
         strategy_spec(base_spec, "bad", {"model": "rf"}, seed=0)
@@ -75,3 +77,13 @@ def test_default_matrix_specs_are_valid(base_spec):
 def test_bench_main_rejects_unknown_strategy(tmp_path, write_spec, spec_dict):
     with pytest.raises(SpecError, match="unknown strategy 'nope'"):
         bench_main(write_spec(spec_dict), ["nope"], 1, tmp_path)
+
+
+def test_bench_takes_the_target_and_goal_from_the_command_line(tmp_path, write_spec, spec_dict):
+    spec_dict["stop"]["budget"] = 30
+    text = bench_main(write_spec(spec_dict), ["random"], 1, tmp_path / "out", target="HOMO_LUMO_gap_au", goal="minimize")
+    runs = pd.read_csv(tmp_path / "out" / "results.csv")
+    assert len(runs) == 1 and "HOMO_LUMO_gap_au" in text
+    with Store.open(next((tmp_path / "out").rglob("run.sqlite")).parent) as store:
+        spec = store.spec()
+    assert (spec.target.column, spec.target.goal) == ("HOMO_LUMO_gap_au", "minimize")

@@ -14,7 +14,9 @@ Plugins (models, acquisition functions, oracles, pool sources, scalarizers) regi
 ``activescope.sources`` and ``activescope.scalarizers``.
 """
 
-__version__ = "0.1.0"
+from importlib.metadata import version as _installed_version
+
+__version__ = _installed_version("activescope")
 
 from .engine.acquisition import Acquisition
 from .engine.campaign import Campaign, CampaignSummary

@@ -2,8 +2,8 @@
 
 A strategy is a dict of overrides of the base spec's sections, e.g.
 `{"model": {"kind": "rf"}, "acquisition": {"kind": "greedy"}}`. Sections are merged key by key
-into the base spec, except `model`, which is replaced whole when it names a different kind (the
-old kind's options would not fit the new model). Pools are built once per distinct data section
+into the base spec, except a section that names a different `kind` (model, acquisition, oracle),
+which is replaced whole: the old kind's options would not fit the new one. Pools are built once per distinct data section
 and shared by every run that uses it. Each run is a real Campaign in its own run directory
 (`<out>/<strategy>/seed<k>`), so an interrupted benchmark resumes where it stopped.
 
@@ -37,7 +37,6 @@ from .engine.spec import CampaignSpec, load_spec, parse_spec
 DEFAULT_PRESET = "qm9-dipole"
 HEADLINE_PROTOCOL: dict[str, Any] = {
     "name": "qm9-dipole-bench",
-    "target": {"column": "Dipole_debye", "goal": "maximize"},
     "initial": {"n": 50, "method": "random"},
     "acquisition": {"q": 10},
     "stop": {"budget": 500, "max_rounds": None, "target_value": None},
@@ -70,8 +69,12 @@ def strategy_spec(base: CampaignSpec, name: str, overrides: dict[str, Any], seed
     for section, values in overrides.items():
         if not isinstance(values, dict) or not isinstance(merged.get(section), dict):
             raise SpecError(f"strategy {name!r}: section {section!r} must be a mapping of spec options")
-        replace = section == "model" and values.get("kind", merged[section]["kind"]) != merged[section]["kind"]
-        merged[section] = copy.deepcopy(values) if replace else {**merged[section], **copy.deepcopy(values)}
+        kind = merged[section].get("kind")
+        if kind is not None and values.get("kind", kind) != kind:  # keep only the section's own fields
+            declared = CampaignSpec.model_fields[section].annotation
+            own = getattr(declared, "model_fields", {}) if isinstance(declared, type) else {}
+            merged[section] = {k: v for k, v in merged[section].items() if k in own and k != "kind"}
+        merged[section] = {**merged[section], **copy.deepcopy(values)}
     merged["seed"] = seed
     merged["name"] = f"{base.name}-{name}-seed{seed}"
     return merged
@@ -244,7 +247,7 @@ def _stack(arrays: list[np.ndarray], length: int) -> np.ndarray:
 
 def headline_spec() -> CampaignSpec:
     """The headline protocol on top of the default preset: full QM9 pool, 50 random initial
-    molecules, 45 rounds of 10 (500 measurements), Dipole_debye maximised."""
+    molecules, 45 rounds of 10 (500 measurements), the preset's target (Dipole_debye, maximised)."""
     import yaml
 
     preset = resources.files("activescope").joinpath("presets", f"{DEFAULT_PRESET}.yaml")
@@ -254,10 +257,22 @@ def headline_spec() -> CampaignSpec:
     return parse_spec(spec, origin="headline benchmark protocol")
 
 
-def bench_main(spec_path: Path | None, strategies: list[str] | None, seeds: int, out_dir: Path) -> str:
+def bench_main(
+    spec_path: Path | None,
+    strategies: list[str] | None,
+    seeds: int,
+    out_dir: Path,
+    target: str | None = None,
+    goal: str | None = None,
+) -> str:
     """CLI entry: run the named strategies of `default_strategies()` (all when None) with seeds
-    0..seeds-1 on the spec at `spec_path` (default: `headline_spec()`); return results.md's text."""
+    0..seeds-1 on the spec at `spec_path` (default: `headline_spec()`), its target column and
+    goal replaced by `target` and `goal` when given; return results.md's text."""
     spec = load_spec(spec_path) if spec_path is not None else headline_spec()
+    if target is not None or goal is not None:
+        chosen = {"column": target or spec.target.column, "goal": goal or spec.target.goal}
+        name = f"{spec.name}-{chosen['column']}" if target else spec.name
+        spec = parse_spec({**spec.model_dump(mode="json"), "name": name, "target": chosen}, origin="--target/--goal")
     matrix = default_strategies()
     if strategies:
         unknown = [s for s in strategies if s not in matrix]

@@ -283,10 +283,12 @@ def bench(
     ),
     seeds: int = typer.Option(3, "--seeds", min=1, help="seeds per strategy"),
     out: Path = typer.Option(Path("bench-out"), "--out", "-o", help="output directory"),
+    target: Optional[str] = typer.Option(None, "--target", help="label column to optimise (default: the spec's)"),
+    goal: Optional[str] = typer.Option(None, "--goal", help="maximize or minimize (default: the spec's)"),
 ) -> None:
     """Run the campaign strategy matrix and write results.csv, results.md and bench.png."""
     if ctx.invoked_subcommand is not None:
         return
     from .bench import bench_main
 
-    typer.echo(bench_main(spec, strategy or None, seeds, out))
+    typer.echo(bench_main(spec, strategy or None, seeds, out, target, goal))

@@ -56,22 +56,22 @@ class _Config(BaseModel):
 class PhysicsFeatures(_Config):
     """Geometry-aware physics descriptors (needs 3D structures; embedded by ETKDG for SMILES)."""
 
-    kind: Literal["physics"] = "physics"
+    kind: Literal["physics"] = Field("physics", description="physics descriptors (MMFF94 charge dipole and friends)")
     embed_seed: int = Field(0, description="ETKDG seed when structures must be embedded from SMILES")
 
 
 class Rdkit2dFeatures(_Config):
     """The RDKit 2D descriptors in `RDKIT2D_DESCRIPTORS`."""
 
-    kind: Literal["rdkit2d"] = "rdkit2d"
+    kind: Literal["rdkit2d"] = Field("rdkit2d", description="54 RDKit 2-D descriptors")
 
 
 class MorganFeatures(_Config):
     """Morgan count fingerprint of the given radius folded to n_bits."""
 
-    kind: Literal["morgan"] = "morgan"
-    radius: int = Field(2, ge=1, le=6)
-    n_bits: int = Field(2048, ge=64, le=16384)
+    kind: Literal["morgan"] = Field("morgan", description="Morgan (ECFP-like) count fingerprint")
+    radius: int = Field(2, ge=1, le=6, description="bond radius of the circular environments")
+    n_bits: int = Field(2048, ge=64, le=16384, description="folded fingerprint length")
 
 
 FeatureConfig = Annotated[Union[PhysicsFeatures, Rdkit2dFeatures, MorganFeatures], Field(discriminator="kind")]
@@ -91,7 +91,7 @@ def as_config_dicts(value: Any) -> Any:
 class Molecules:
     """Molecules to featurize: ids, SMILES and (optionally) 3D structures in XYZ atom order.
 
-    data_key identifies the data set for the cache (e.g. {"data": "qm9...", "rows": "<hash>"}).
+    data_key identifies the data set for the cache (e.g. `{"data": "qm9...", "rows": "<hash>"}`).
     """
 
     ids: np.ndarray

@@ -43,8 +43,8 @@ class QM9Options(_FeatureOptions):
 class CsvOptions(_FeatureOptions):
     """Options of the `csv` source: a user's pool of SMILES with optional label columns."""
 
-    path: Path
-    smiles_column: str = "smiles"
+    path: Path = Field(description="CSV file of candidates (relative paths are resolved from the working directory)")
+    smiles_column: str = Field("smiles", description="column holding the SMILES strings")
     id_column: str | None = Field(None, description="column of unique ids (default: row numbers)")
     strict: bool = Field(False, description="fail on any invalid SMILES instead of skipping it")
 

@@ -118,6 +118,7 @@ class Acquisition:
     needs_model: bool = True
 
     def shortlist_score(self, mean: np.ndarray, variance: np.ndarray, best: float, rng: np.random.Generator) -> np.ndarray:
+        """Scores (higher is better) that rank the pool for the shortlist batch selection works on."""
         return (self.prefilter or self.score)(mean, variance, best, rng)
 
 

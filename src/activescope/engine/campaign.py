@@ -61,6 +61,7 @@ class CampaignSummary:
 
     @property
     def best_value(self) -> float | None:
+        """The best measured value (target units), or None before any success."""
         return None if self.best.empty else float(self.best["value"].iloc[0])
 
 
@@ -386,6 +387,14 @@ class Campaign:
                     break
         return self.summary()
 
+    def predict(self, X: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Posterior mean and variance (target units, for minimisation too) of the model fitted
+        in the latest round, for feature rows X (default: the whole pool)."""
+        if self.model is None:
+            raise RunStateError("no model has been fitted yet: it is fitted when the first modelled batch is chosen")
+        mean, variance = self.model.predict(self.pool.X if X is None else X)
+        return self._sign * np.asarray(mean), np.asarray(variance)
+
     # -- ask / tell ------------------------------------------------------------------------------
 
     def ask(self) -> pd.DataFrame:
@@ -437,7 +446,7 @@ class Campaign:
         return len(pending) - len(id_list)
 
     def suggest(self) -> Path:
-        """Write `ask()`'s batch to artifacts/suggest_round_<k>.csv with an empty `value` column
+        """Write `ask()`'s batch to `artifacts/suggest_round_<k>.csv` with an empty `value` column
         for the lab to fill in; returns the file's path."""
         batch = self.ask()
         if batch.empty:

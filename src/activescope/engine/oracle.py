@@ -42,6 +42,7 @@ class Measurement:
 
     @property
     def ok(self) -> bool:
+        """True for a successful measurement: no error and a finite value."""
         return self.error is None and self.value is not None and bool(np.isfinite(self.value))
 
 
@@ -58,7 +59,9 @@ class Oracle(Protocol):
 
     interactive: bool
 
-    def measure(self, ids: Sequence[str]) -> list[Measurement]: ...
+    def measure(self, ids: Sequence[str]) -> list[Measurement]:
+        """One Measurement per id, in the order of ids."""
+        ...
 
 
 def build_oracle(kind: str, options: dict[str, Any], pool: Pool, target: Any, instrument: Any = None) -> Oracle:
@@ -68,6 +71,8 @@ def build_oracle(kind: str, options: dict[str, Any], pool: Pool, target: Any, in
 
 
 class DatasetOptions(BaseModel):
+    """Options of `oracle: {kind: dataset}`."""
+
     model_config = ConfigDict(extra="forbid")
     delay_s: float = Field(0.0, ge=0, description="seconds per measurement, to emulate a slow instrument")
 
@@ -93,6 +98,7 @@ class DatasetOracle:
         self._delay_s = delay_s
 
     def measure(self, ids: Sequence[str]) -> list[Measurement]:
+        """The known label of each id (a failed measurement where it is missing)."""
         if self._delay_s:
             time.sleep(self._delay_s * len(ids))
         values = self._values[self._pool.index_of(ids)]
@@ -115,6 +121,7 @@ class AskTellOracle:
         self.target = target
 
     def measure(self, ids: Sequence[str]) -> list[Measurement]:
+        """Never measures: raises RunStateError pointing to `suggest` and `tell`."""
         raise RunStateError("the asktell oracle measures through `activescope suggest` and `activescope tell`")
 
 

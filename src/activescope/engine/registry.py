@@ -6,7 +6,7 @@ options, so every section of a spec is checked the same way and errors name the 
 allowed values. Entries come from two places:
 
 - `@REGISTRY.register("name", Options)` in code that has been imported (a notebook, a test);
-- Python entry points in the group ``activescope.<kind>`` (e.g. ``activescope.models``), which
+- Python entry points in the group `activescope.<kind>` (e.g. ``activescope.models``), which
   is how the CLI finds a user's installed package without importing it first. activescope's own
   built-ins are declared the same way in its ``pyproject.toml``. An entry point is loaded only
   when its name is used; if loading its target does not register it (no decorator), the target
@@ -112,7 +112,7 @@ class Registry(Generic[T]):
     def get(self, name: str) -> Entry[T]:
         """The entry called `name`, loading its entry point on first use.
 
-        Raises ValueError "unknown <kind> 'x'; allowed: a, b" for a name that does not exist,
+        Raises ValueError "unknown `<kind>` 'x'; allowed: a, b" for a name that does not exist,
         and SpecError when an installed plugin fails to import.
         """
         if name not in self._entries:

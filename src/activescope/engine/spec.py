@@ -133,13 +133,13 @@ class CampaignSpec(_Strict):
     name: str = Field("campaign", description="run name (default run directory runs/<name>-<time>)")
     seed: int = Field(0, description="seeds the initial design, every round's choices and the models")
     data: DataSpec | None = Field(None, description="pool source; omit it when the pool is given in Python")
-    target: TargetSpec
-    model: ModelSpec = Field(default_factory=ModelSpec)
-    acquisition: AcquisitionSpec = Field(default_factory=AcquisitionSpec)
-    initial: InitialSpec = Field(default_factory=InitialSpec)
-    oracle: OracleSpec = Field(default_factory=OracleSpec)
+    target: TargetSpec = Field(description="what is measured and whether to maximise or minimise it")
+    model: ModelSpec = Field(default_factory=ModelSpec, description="the surrogate model")
+    acquisition: AcquisitionSpec = Field(default_factory=AcquisitionSpec, description="how each batch is chosen")
+    initial: InitialSpec = Field(default_factory=InitialSpec, description="the model-free first batch")
+    oracle: OracleSpec = Field(default_factory=OracleSpec, description="how candidates are measured")
     instrument: InstrumentSpec | None = Field(None, description="instrument shared by the pool source and the oracle")
-    stop: StopSpec = Field(default_factory=StopSpec)
+    stop: StopSpec = Field(default_factory=StopSpec, description="when the campaign ends")
 
     @model_validator(mode="after")
     def _plugins_accept_options(self) -> "CampaignSpec":

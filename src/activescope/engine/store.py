@@ -23,6 +23,7 @@ import sqlite3
 import tempfile
 from contextlib import contextmanager
 from datetime import datetime, timezone
+from importlib.metadata import version
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -112,15 +113,13 @@ class Store:
 
     @staticmethod
     def _initialise(conn: sqlite3.Connection, spec: CampaignSpec) -> None:
-        from .. import __version__
-
         spec_yaml = spec.to_yaml()
         meta = {
             "spec": spec_yaml,
             "spec_digest": spec.digest(),
             "goal": spec.target.goal,
             "created": _now(),
-            "activescope_version": __version__,
+            "activescope_version": version("activescope"),
         }
         conn.execute("BEGIN IMMEDIATE")
         for statement in filter(str.strip, _SCHEMA.split(";")):
@@ -130,6 +129,7 @@ class Store:
 
     @classmethod
     def exists(cls, run_dir: str | Path) -> bool:
+        """Whether `run_dir` holds a run record file (it may still be damaged: `open` checks)."""
         return (Path(run_dir) / DB_NAME).is_file()
 
     @classmethod
@@ -206,6 +206,12 @@ class Store:
             _release_lock(self._lock)
             self._lock = None
 
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         self._conn.execute("BEGIN IMMEDIATE")
@@ -226,10 +232,12 @@ class Store:
         return self.run_dir / ARTIFACTS
 
     def meta(self) -> dict[str, str]:
+        """The run's metadata: spec (YAML), spec_digest, goal, created (ISO UTC), activescope_version."""
         return dict(self._conn.execute("SELECT key, value FROM meta").fetchall())
 
     @property
     def spec_digest(self) -> str:
+        """Hash of the spec the run was created with (see `CampaignSpec.digest`)."""
         return self.meta()["spec_digest"]
 
     def spec(self) -> CampaignSpec:

@@ -53,6 +53,11 @@ class ColumnSelection:
     _column_slice: slice = slice(None)
 
     def use_feature_blocks(self, feature_kinds: dict[str, slice]) -> None:
+        """Choose the model's columns from the pool's feature blocks (`Pool.feature_kinds`).
+
+        feature_kinds: block name -> column slice of the pool matrix, e.g. {"morgan": slice(0, 2048)}.
+        Raises SpecError naming the available blocks when `columns` is not one of them.
+        """
         if self.columns is None:
             return
         if self.columns not in feature_kinds:

@@ -101,6 +101,8 @@ class DKLSurrogate(GPSurrogate):
         return latent
 
     def hyperparameters(self) -> dict[str, float]:
+        """GPSurrogate's hyperparameters, with one `lengthscale_<axis>` per latent dimension (latent
+        units, in (-1, 1)) instead of the min / median / max summary."""
         params = super().hyperparameters()
         return {key: value for key, value in params.items() if not key.startswith("lengthscale_")} | {
             f"lengthscale_{axis}": float(value)

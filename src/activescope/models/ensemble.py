@@ -65,9 +65,9 @@ class RandomForestOptions(ModelOptions):
 
     n_estimators: int = Field(100, ge=2, description="trees (their spread is the uncertainty)")
     max_depth: int | None = Field(None, ge=1, description="maximum tree depth (default unlimited)")
-    min_samples_leaf: int = Field(1, ge=1)
+    min_samples_leaf: int = Field(1, ge=1, description="fewest training rows in a leaf")
     max_features: Positive = Field(1.0, le=1.0, description="fraction of columns tried per split")
-    seed: int = 0
+    seed: int = Field(0, description="random state of the bootstrap and the splits")
 
 
 @register_model("rf", RandomForestOptions)
@@ -99,6 +99,7 @@ class RandomForestSurrogate(_MemberEnsemble):
         )
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> "RandomForestSurrogate":
+        """Fit the forest on measured rows X (n, d) and targets y (n,); returns self."""
         X, y = check_training_data(X, y)
         self._n_pool_columns = X.shape[1]
         self._forest.fit(self._select(X), y)
@@ -108,6 +109,7 @@ class RandomForestSurrogate(_MemberEnsemble):
         return np.stack([tree.predict(X) for tree in self._forest.estimators_])
 
     def hyperparameters(self) -> dict[str, float]:
+        """n_estimators (trees) and mean_depth (mean depth of the fitted trees)."""
         depths = [tree.get_depth() for tree in self._forest.estimators_]
         return {"n_estimators": float(len(depths)), "mean_depth": float(np.mean(depths))}
 
@@ -141,8 +143,8 @@ class DeepEnsembleOptions(ModelOptions):
     hidden: LayerWidths = (64, 64)
     epochs: int = Field(300, ge=1, description="full-batch Adam steps")
     lr: Positive = Field(0.01, description="Adam step size")
-    weight_decay: float = Field(1e-4, ge=0)
-    seed: int = 0
+    weight_decay: float = Field(1e-4, ge=0, description="Adam L2 weight decay")
+    seed: int = Field(0, description="seed of the members' initialisations")
 
 
 @register_model("deep_ensemble", DeepEnsembleOptions)
@@ -174,6 +176,8 @@ class DeepEnsembleSurrogate(_MemberEnsemble):
         self.device = choose_device()
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> "DeepEnsembleSurrogate":
+        """Train every member from its own initialisation for `epochs` full-batch AdamW steps on
+        standardised X (n, d) and y (n,); returns self."""
         X, y = check_training_data(X, y)
         self._n_pool_columns = X.shape[1]
         X = self._select(X)
@@ -199,4 +203,6 @@ class DeepEnsembleSurrogate(_MemberEnsemble):
         return standardised * float(self._y_scaler.scale) + float(self._y_scaler.shift)
 
     def hyperparameters(self) -> dict[str, float]:
+        """members (ensemble size) and train_mse_standardised (the final training mean squared
+        error, averaged over members, in standardised target units)."""
         return {"members": float(self.members), "train_mse_standardised": self._final_loss}

@@ -58,6 +58,7 @@ class ExactGPModel(gpytorch.models.ExactGP):
         return x if self.feature_extractor is None else self.feature_extractor(x)
 
     def forward(self, x: torch.Tensor) -> MultivariateNormal:
+        """Prior over f at the (scaled) inputs x (n, d): mean and kernel evaluated on `latent(x)`."""
         z = self.latent(x)
         return MultivariateNormal(self.mean_module(z), self.covar_module(z))
 
@@ -243,6 +244,13 @@ class GPSurrogate(ColumnSelection):
         self._cache = None
 
     def hyperparameters(self) -> dict[str, float]:
+        """Fitted hyperparameters, recorded in the run store each round.
+
+        Returns noise (observation noise variance, target units squared), outputscale and
+        mean_constant (standardised target units), neg_mll (final training loss, negative marginal
+        log likelihood per point) and, for kernels with lengthscales, lengthscale_min / _median /
+        _max (standardised input units).
+        """
         model, _ = self._fitted()
         kernel = model.covar_module
         params = {

@@ -19,6 +19,8 @@ class TanimotoKernel(Kernel):
     has_lengthscale = False
 
     def forward(self, x1: torch.Tensor, x2: torch.Tensor, diag: bool = False, **params) -> torch.Tensor:
+        """Tanimoto similarities: (..., n, m) between the rows of x1 (..., n, d) and x2 (..., m, d),
+        or the diagonal (..., n), all ones, when `diag`. Values lie in [0, 1]."""
         if diag:
             return torch.ones(x1.shape[:-1], dtype=x1.dtype, device=x1.device)
         total = x1.sum(-1).unsqueeze(-1) + x2.sum(-1).unsqueeze(-2)

@@ -74,10 +74,13 @@ def image(png: bytes, alt: str, caption: str) -> str:
 
 
 def note(text: str) -> str:
+    """A muted explanatory paragraph; `text` is escaped."""
     return f'<p class="note">{html.escape(text)}</p>'
 
 
 def section(anchor: str, title: str, body: str) -> str:
+    """A `<section>` with id `anchor` (the table of contents links to it), an escaped h2 `title`
+    and `body`, which is trusted markup inserted as it is."""
     return f'<section id="{anchor}"><h2>{html.escape(title)}</h2>{body}</section>'
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -18,7 +19,6 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-import activescope
 from activescope.engine.errors import ActivescopeError, DataError
 from activescope.microscopy.nets.unet import UNet, build_network
 
@@ -39,7 +39,7 @@ class ModelCard:
     pixel_size: float | None = None
     training: dict[str, Any] = field(default_factory=dict)
     n_members: int = 1
-    version: str = activescope.__version__
+    version: str = field(default_factory=lambda: version("activescope"))
 
     def build(self) -> UNet:
         """A freshly initialised network of this card's architecture."""
