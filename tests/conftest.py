@@ -61,3 +61,14 @@ def small_pool():
     from activescope.engine.pool import build_pool
 
     return build_pool(**SMALL_QM9)
+
+
+@pytest.fixture
+def finished_run(tmp_path: Path, spec_dict: dict, write_spec: Callable[..., Path]) -> Path:
+    """A run directory holding a finished 40-measurement campaign, made through the CLI."""
+    from cli_helpers import invoke
+
+    spec_dict["stop"]["budget"] = 40
+    result = invoke("run", write_spec(spec_dict), "--run-dir", tmp_path / "run", "--no-report", "--no-progress")
+    assert result.exit_code == 0, result.output
+    return tmp_path / "run"

@@ -16,14 +16,6 @@ from activescope.cli import preset_names
 from activescope.engine.spec import parse_spec
 
 REPO = Path(__file__).resolve().parents[1]
-@pytest.fixture
-def finished_run(tmp_path, spec_dict, write_spec) -> Path:
-    spec_dict["stop"]["budget"] = 40
-    result = invoke("run", write_spec(spec_dict), "--run-dir", tmp_path / "run", "--no-report", "--no-progress")
-    assert result.exit_code == 0, result.output
-    return tmp_path / "run"
-
-
 def test_help_lists_every_command():
     result = invoke("--help")
     assert result.exit_code == 0

@@ -103,14 +103,6 @@ def test_run_directory_that_cannot_be_made(tmp_path, spec_dict, write_spec):
     assert a_file.read_text() == "keep me"
 
 
-@pytest.fixture
-def finished_run(tmp_path, spec_dict, write_spec) -> Path:
-    spec_dict["stop"]["budget"] = 30
-    result = invoke("run", write_spec(spec_dict), "--run-dir", tmp_path / "run", "--no-report", "--no-progress")
-    assert result.exit_code == 0, result.output
-    return tmp_path / "run"
-
-
 def test_damaged_record_is_reported_and_left_untouched(finished_run):
     db = finished_run / "run.sqlite"
     damaged = bytearray(db.read_bytes())

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import numpy as np
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
@@ -24,12 +24,13 @@ LayerWidths = Annotated[
 Positive = Annotated[float, Field(gt=0)]
 
 
-def check_options(options: type[BaseModel], arguments: dict[str, object]) -> BaseModel:
+def check_options(options: type[BaseModel], arguments: dict[str, object]) -> dict[str, Any]:
     """Validate a constructor's arguments (its `locals()`) with its options model, so a model
-    built directly in Python is checked exactly like one built from a spec."""
+    built directly in Python is checked exactly like one built from a spec; returns the validated
+    options by name (a constructor stores them with `vars(self).update(...)`)."""
     given = {name: value for name, value in arguments.items() if name not in ("self", "__class__")}
     try:
-        return options.model_validate(given)
+        return dict(options.model_validate(given))
     except ValidationError as err:
         raise SpecError(f"model.{format_validation_error(err)}") from None
 

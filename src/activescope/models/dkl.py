@@ -77,10 +77,7 @@ class DKLSurrogate(GPSurrogate):
         super().__init__(
             kernel="rbf", columns=columns, fit_iters=fit_iters, warm_iters=warm_iters, lr=lr, warm_start=warm_start, batch_rows=batch_rows
         )
-        self.kernel = options.kernel
-        self.hidden = options.hidden
-        self.latent_dim = options.latent_dim
-        self.seed = options.seed
+        vars(self).update(options)
 
     def _build(self, train_x: torch.Tensor, train_y: torch.Tensor) -> ExactGPModel:
         with torch.random.fork_rng(devices=[]):

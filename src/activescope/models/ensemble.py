@@ -88,14 +88,14 @@ class RandomForestSurrogate(_MemberEnsemble):
         seed: int = 0,
     ) -> None:
         options = check_options(RandomForestOptions, locals())
-        self.columns = options.columns
+        self.columns = options["columns"]
         self._forest = RandomForestRegressor(
-            n_estimators=options.n_estimators,
-            max_depth=options.max_depth,
-            min_samples_leaf=options.min_samples_leaf,
-            max_features=options.max_features,
+            n_estimators=options["n_estimators"],
+            max_depth=options["max_depth"],
+            min_samples_leaf=options["min_samples_leaf"],
+            max_features=options["max_features"],
             n_jobs=2,
-            random_state=options.seed,
+            random_state=options["seed"],
         )
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> "RandomForestSurrogate":
@@ -165,14 +165,7 @@ class DeepEnsembleSurrogate(_MemberEnsemble):
         columns: str | None = None,
         seed: int = 0,
     ) -> None:
-        options = check_options(DeepEnsembleOptions, locals())
-        self.members = options.members
-        self.hidden = options.hidden
-        self.epochs = options.epochs
-        self.lr = options.lr
-        self.weight_decay = options.weight_decay
-        self.columns = options.columns
-        self.seed = options.seed
+        vars(self).update(check_options(DeepEnsembleOptions, locals()))
         self.device = choose_device()
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> "DeepEnsembleSurrogate":

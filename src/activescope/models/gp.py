@@ -146,15 +146,7 @@ class GPSurrogate(ColumnSelection):
         warm_start: bool = True,
         batch_rows: int = PREDICT_BATCH_ROWS,
     ) -> None:
-        options = check_options(GPOptions, locals())
-        self.kernel = options.kernel
-        self.mean = options.mean
-        self.batch_rows = options.batch_rows
-        self.columns = options.columns
-        self.fit_iters = options.fit_iters
-        self.warm_iters = options.warm_iters
-        self.lr = options.lr
-        self.warm_start = options.warm_start
+        vars(self).update(check_options(GPOptions, locals()))
         self.device = choose_device()
         self._model: ExactGPModel | None = None
         self._cache: PosteriorCache | None = None
