@@ -12,8 +12,8 @@ from activescope.engine.acquisition import (
     upper_confidence_bound,
 )
 from activescope.engine.errors import DataError
-from activescope.models import build_model
 from activescope.engine.spec import AcquisitionSpec
+from activescope.models import build_model
 
 
 class MarginalOnly:

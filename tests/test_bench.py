@@ -11,7 +11,6 @@ from activescope.engine.metrics import top_k_recall
 from activescope.engine.spec import parse_spec
 from activescope.engine.store import Store
 
-
 STRATEGIES = {"rf-ucb": {"model": {"kind": "rf"}, "acquisition": {"kind": "ucb"}}, "random": {"acquisition": {"kind": "random"}}}
 
 

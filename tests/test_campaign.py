@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from activescope.engine.campaign import Campaign, build_surrogate, initial_design
+from activescope.engine.assemble import build_surrogate
+from activescope.engine.campaign import Campaign, initial_design
 from activescope.engine.errors import DataError, RunStateError, SpecError
 from activescope.engine.metrics import random_best_expectation
 from activescope.engine.pool import Pool

@@ -11,11 +11,10 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
+from cli_helpers import assert_user_error, dump_db, invoke
 
 from activescope.engine.campaign import Campaign
 from activescope.engine.spec import parse_spec
-from cli_helpers import assert_user_error, dump_db, invoke
 
 ENTRY = [sys.executable, "-c", "from activescope.cli import app; app()"]
 

@@ -32,7 +32,7 @@ from .engine.metrics import (
     top_fraction_k,
 )
 from .engine.pool import Pool
-from .engine.spec import CampaignSpec, load_spec, parse_spec
+from .engine.spec import CampaignSpec, load_spec, override_section, parse_spec
 
 DEFAULT_PRESET = "qm9-dipole"
 HEADLINE_PROTOCOL: dict[str, Any] = {
@@ -69,12 +69,7 @@ def strategy_spec(base: CampaignSpec, name: str, overrides: dict[str, Any], seed
     for section, values in overrides.items():
         if not isinstance(values, dict) or not isinstance(merged.get(section), dict):
             raise SpecError(f"strategy {name!r}: section {section!r} must be a mapping of spec options")
-        kind = merged[section].get("kind")
-        if kind is not None and values.get("kind", kind) != kind:  # keep only the section's own fields
-            declared = CampaignSpec.model_fields[section].annotation
-            own = getattr(declared, "model_fields", {}) if isinstance(declared, type) else {}
-            merged[section] = {k: v for k, v in merged[section].items() if k in own and k != "kind"}
-        merged[section] = {**merged[section], **copy.deepcopy(values)}
+        merged[section] = override_section(getattr(base, section), copy.deepcopy(values))
     merged["seed"] = seed
     merged["name"] = f"{base.name}-{name}-seed{seed}"
     return merged

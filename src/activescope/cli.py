@@ -158,6 +158,8 @@ def _print_summary(summary: "CampaignSummary") -> None:
 
     console = Console()
     status = f"finished ({summary.stop_reason})" if summary.stop_reason else "awaiting results"
+    if summary.paused and not summary.stop_reason:
+        status = f"paused; continue with: activescope resume {summary.run_dir}"
     console.print(
         f"[bold]{summary.name}[/bold]: {summary.rounds} rounds, {summary.n_measured} measured, "
         f"{summary.n_failed} failed (budget {summary.budget}); {summary.goal} {summary.target}; {status}; "
@@ -227,7 +229,11 @@ def resume(
     from .engine.campaign import Campaign
     from .engine.spec import load_spec
 
-    _finish(Campaign.open(run_dir, load_spec(spec) if spec else None), progress, report)
+    campaign = Campaign.open(run_dir, load_spec(spec) if spec else None)
+    if campaign.store.paused():
+        campaign.store.set_paused(False)
+        typer.echo("pause cleared")
+    _finish(campaign, progress, report)
 
 
 @app.command()
@@ -244,7 +250,8 @@ def tell(
     results: Path = typer.Argument(..., help="CSV with columns id, value (e.g. the filled-in suggestion file)"),
 ) -> None:
     """Record measured values for the pending batch, then write the next suggestion."""
-    from .engine.campaign import Campaign, read_results_csv
+    from .engine.campaign import Campaign
+    from .engine.results import read_results_csv
 
     with Campaign.open(run_dir) as campaign:
         told = len(read_results_csv(results)[0])
@@ -259,6 +266,37 @@ def tell(
             typer.echo(f"suggestions: {next_path}")
         elif summary.stop_reason:
             _print_summary(summary)
+
+
+@app.command()
+def steer(
+    run_dir: Path = typer.Argument(..., help="run directory (the campaign may be running)"),
+    next_ids: Optional[list[str]] = typer.Option(None, "--next", help="candidate id to measure next (repeat)"),
+    acquisition: Optional[list[str]] = typer.Option(
+        None, "--acquisition", help="acquisition option KEY=VALUE from the next round on, e.g. kind=max_variance (repeat)"
+    ),
+    pause: bool = typer.Option(False, "--pause", help="stop the running campaign after its current round"),
+    unpause: bool = typer.Option(False, "--unpause", help="clear a pause (`activescope resume` also does)"),
+) -> None:
+    """Steer a campaign, while it runs or between runs: choose the next points, change the
+    acquisition, pause it. Every instruction is recorded in the run and replayed on resume."""
+    import yaml
+
+    from .engine.steering import steer_run
+
+    if pause and unpause:
+        raise SpecError("give --pause or --unpause, not both")
+    options = {}
+    for item in acquisition or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise SpecError(f"--acquisition expects KEY=VALUE, got {item!r}")
+        options[key.strip()] = yaml.safe_load(value)
+    lines = steer_run(run_dir, next_ids or [], options or None, True if pause else False if unpause else None)
+    if not lines:
+        raise SpecError("nothing to do: give --next, --acquisition, --pause or --unpause")
+    for line in lines:
+        typer.echo(line)
 
 
 @app.command()

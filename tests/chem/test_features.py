@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
-from activescope.engine.cache import cache_dir
 from activescope.chem.features import (
     RDKIT2D_DESCRIPTORS,
     FeatureConfig,
@@ -18,6 +17,7 @@ from activescope.chem.features import (
     rdkit2d_descriptors,
 )
 from activescope.chem.qm9 import load_qm9
+from activescope.engine.cache import cache_dir
 
 CONFIGS = [PhysicsFeatures(), Rdkit2dFeatures(), MorganFeatures(radius=2, n_bits=256)]
 

@@ -10,10 +10,9 @@ import pytest
 
 from activescope.engine.campaign import Campaign
 from activescope.engine.pool import Pool
-from activescope.report import report_run
 from activescope.engine.spec import parse_spec
 from activescope.engine.store import Store
-
+from activescope.report import report_run
 
 EXTERNAL = re.compile(r"""(?:src|href)\s*=\s*["']?\s*(?:https?:|//|file:)|<link\b|<script\b|@import|url\(""", re.I)
 FIGURES = ("best_so_far", "recall", "parity", "latent", "timings")

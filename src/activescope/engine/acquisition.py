@@ -101,6 +101,9 @@ def thompson_marginal(mean: np.ndarray, variance: np.ndarray, rng: np.random.Gen
 ScoreFunction = Callable[[np.ndarray, np.ndarray, float, np.random.Generator], np.ndarray]
 """score(mean, variance, best, rng) -> (m,) scores, higher is better (maximisation)."""
 
+PickFunction = Callable[[np.ndarray, int, np.random.Generator], np.ndarray]
+"""pick(available_rows, q, rng) -> q row positions chosen without a model (in pool order)."""
+
 
 @dataclass(frozen=True)
 class Acquisition:
@@ -109,13 +112,19 @@ class Acquisition:
     score: single-point scores from marginal posteriors (mean, variance in target units, best =
         incumbent). prefilter: the score used to shortlist candidates (default: `score`).
     sampling: scores are posterior samples (Thompson): batches come from joint samples.
-    needs_model: False for model-free selection (`random`), which the campaign draws uniformly.
+    pick: model-free selection (`random`, `raster`): the campaign fits no model and lets
+        `pick(available_rows, q, rng)` choose.
     """
 
     score: ScoreFunction
     prefilter: ScoreFunction | None = None
     sampling: bool = False
-    needs_model: bool = True
+    pick: PickFunction | None = None
+
+    @property
+    def needs_model(self) -> bool:
+        """Whether choosing needs a fitted surrogate (False for model-free picks)."""
+        return self.pick is None
 
     def shortlist_score(self, mean: np.ndarray, variance: np.ndarray, best: float, rng: np.random.Generator) -> np.ndarray:
         """Scores (higher is better) that rank the pool for the shortlist batch selection works on."""
@@ -178,10 +187,26 @@ def thompson(beta: float = 2.0) -> Acquisition:
     )
 
 
+def _no_score(mean: np.ndarray, variance: np.ndarray, best: float, rng: np.random.Generator) -> np.ndarray:
+    raise TypeError("a model-free acquisition has no score; the campaign uses its pick")
+
+
+def random_pick(available: np.ndarray, q: int, rng: np.random.Generator) -> np.ndarray:
+    """q of the available rows drawn uniformly without replacement."""
+    return rng.choice(available, size=min(q, len(available)), replace=False)
+
+
 @register_acquisition("random")
 def random_choice() -> Acquisition:
     """Uniform random selection without a model (the baseline every strategy must beat)."""
-    return Acquisition(score=lambda mean, variance, best, rng: rng.random(len(mean)), needs_model=False)
+    return Acquisition(score=_no_score, pick=random_pick)
+
+
+@register_acquisition("raster")
+def raster() -> Acquisition:
+    """The next rows in pool order, without a model: a raster scan over a grid of probe
+    positions (the microscopist's baseline)."""
+    return Acquisition(score=_no_score, pick=lambda available, q, rng: np.sort(available)[:q])
 
 
 def _top(scores: np.ndarray, k: int) -> np.ndarray:

@@ -14,7 +14,6 @@ Two ways to drive a campaign: `run()` measures through the spec's oracle until a
 
 from __future__ import annotations
 
-import csv
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -25,13 +24,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .acquisition import build_acquisition, select_batch
+from .acquisition import build_acquisition, random_pick, select_batch
+from .assemble import as_spec, build_instrument, build_pool_for, build_surrogate
 from .errors import DataError, RunStateError, SpecError
 from .oracle import Measurement, Oracle, build_oracle, measure_with_retries
-from .pool import Pool, build_pool
-from .registry import INSTRUMENTS, MODELS
+from .pool import Pool
+from .results import check_told, read_results_csv
 from .scalarizers import build_scalarizer
-from .spec import CampaignSpec, load_spec, parse_spec
+from .spec import AcquisitionSpec, CampaignSpec
+from .steering import instructions_for_round
 from .store import Store
 from .surrogate import Surrogate
 
@@ -58,6 +59,7 @@ class CampaignSummary:
     top100_recall: float | None
     elapsed_s: float
     stop_reason: str | None  # None while the campaign can go on
+    paused: bool = False  # an operator asked the campaign to stop after the current round
 
     @property
     def best_value(self) -> float | None:
@@ -84,43 +86,6 @@ def initial_design(X: np.ndarray, candidates: np.ndarray, n: int, method: str, r
         chosen.append(int(np.argmax(nearest)))
         nearest = np.minimum(nearest, np.sum((points - points[chosen[-1]]) ** 2, axis=1))
     return sample[chosen]
-
-
-def build_surrogate(spec: CampaignSpec, pool: Pool) -> Surrogate:
-    """The spec's surrogate, told the pool's feature blocks (for its `columns` option). A model
-    with a `seed` option gets the campaign's seed unless the spec sets one, so repeated seeds of a
-    benchmark vary the model too, not only the initial design."""
-    options = spec.model.options()
-    if "seed" in MODELS.get(spec.model.kind).options.model_fields:
-        options.setdefault("seed", spec.seed)
-    model = MODELS.build(spec.model.kind, options, section="model")
-    if hasattr(model, "use_feature_blocks"):
-        model.use_feature_blocks(pool.feature_kinds)
-    return model
-
-
-def build_instrument(spec: CampaignSpec) -> Any:
-    """The instrument the spec's `instrument:` section names, or None without one."""
-    if spec.instrument is None:
-        return None
-    return INSTRUMENTS.build(spec.instrument.kind, spec.instrument.options(), section="instrument")
-
-
-def build_pool_for(spec: CampaignSpec, instrument: Any = None) -> Pool:
-    """The pool named by the spec's data section (features from the disk cache when present),
-    built from `instrument` when the source takes one."""
-    if spec.data is None:
-        raise SpecError("the spec has no data section: give the campaign a pool (Campaign.create(..., pool=...))")
-    return build_pool(spec.data.source, instrument=instrument, **spec.data.options())
-
-
-def as_spec(spec: CampaignSpec | Mapping[str, Any] | str | Path) -> CampaignSpec:
-    """A validated spec from a CampaignSpec, a mapping (as parsed YAML) or a YAML file path."""
-    if isinstance(spec, CampaignSpec):
-        return spec
-    if isinstance(spec, Mapping):
-        return parse_spec(dict(spec))
-    return load_spec(spec)
 
 
 class Campaign:
@@ -296,6 +261,7 @@ class Campaign:
             top100_recall=recall_100,
             elapsed_s=float(rounds["total_s"].sum()),
             stop_reason=self.stop_reason() if self.store.open_round() is None else None,
+            paused=self.store.paused(),
         )
 
     # -- the loop --------------------------------------------------------------------------------
@@ -305,16 +271,25 @@ class Campaign:
 
         rng = np.random.default_rng([self.spec.seed, round_])
         selected = self.store.selected_ids()
+        acq_spec, forced, instructions = self._steering(round_, set(selected))
+        if forced:
+            self.store.start_round(round_, forced[: self.spec.stop.budget - len(selected)], steering=instructions)
+            return
         available = np.ones(len(self.pool), dtype=bool)
         available[self.pool.index_of(selected)] = False
-        size = self.spec.initial.n if round_ == 0 else self.spec.acquisition.q
+        size = self.spec.initial.n if round_ == 0 else acq_spec.q
         size = min(size, self.spec.stop.budget - len(selected), int(available.sum()))
         train_ids, train_y = self.store.training_data()
-        if round_ == 0 or train_y.size < 2 or self._surrogate is None:
-            method = self.spec.initial.method if round_ == 0 else "random"
-            rows = initial_design(self.pool.X, np.flatnonzero(available), size, method, rng)
-            self.store.start_round(round_, self.pool.ids[rows])
+        acquisition = build_acquisition(acq_spec)
+        if round_ == 0 or train_y.size < 2 or not acquisition.needs_model:
+            if round_ == 0:
+                rows = initial_design(self.pool.X, np.flatnonzero(available), size, self.spec.initial.method, rng)
+            else:
+                rows = (acquisition.pick or random_pick)(np.flatnonzero(available), size, rng)
+            self.store.start_round(round_, self.pool.ids[rows], steering=instructions)
             return
+        if self._surrogate is None:  # an operator switched a model-free run to a model
+            self._surrogate = build_surrogate(self.spec, self.pool)
         _seed_torch(self.spec.seed * 100_003 + round_)
         t0 = time.perf_counter()
         y_model = self._sign * train_y
@@ -322,7 +297,7 @@ class Campaign:
         t1 = time.perf_counter()
         prediction = self.model.predict(self.pool.X)
         t2 = time.perf_counter()
-        acq = self.spec.acquisition.model_copy(update={"q": size})
+        acq = acq_spec.model_copy(update={"q": size})
         chosen = select_batch(self.model, self.pool.X, available, y_model, acq, rng, prediction=prediction)
         t3 = time.perf_counter()
         self.store.start_round(
@@ -334,7 +309,12 @@ class Campaign:
             timings={"fit_s": t1 - t0, "predict_s": t2 - t1, "select_s": t3 - t2},
             hyperparameters=self.model.hyperparameters(),
             model_state=self.model.get_state() if hasattr(self.model, "get_state") else None,
+            steering=instructions,
         )
+
+    def _steering(self, round_: int, selected: set[str]) -> tuple[AcquisitionSpec, list[str], list[int]]:
+        """The operator's instructions as they apply to round `round_` (see `steering`)."""
+        return instructions_for_round(self.store.steering(), self.spec.acquisition, round_, selected)
 
     def _measure(self, round_: int, ids: list[str]) -> None:
         """Measure a pending batch. A streaming oracle's results are recorded one by one as they
@@ -383,7 +363,7 @@ class Campaign:
                     completed=summary.n_measured + summary.n_failed,
                     description=f"{self.spec.name} · round {summary.rounds} · best {self.spec.target.column} {best}",
                 )
-                if not self.step():
+                if self.store.paused() or not self.step():
                     break
         return self.summary()
 
@@ -441,7 +421,7 @@ class Campaign:
         if opened is None:
             raise RunStateError("no batch is awaiting results; ask for one first (`activescope suggest`)")
         round_, pending = opened
-        _check_told(pd.Series(id_list), numbers, set(pending), set(self.pool.ids.tolist()))
+        check_told(pd.Series(id_list), numbers, set(pending), set(self.pool.ids.tolist()))
         self.store.record(round_, [Measurement(id=k, value=float(v)) for k, v in zip(id_list, numbers)], [1] * len(id_list))
         return len(pending) - len(id_list)
 
@@ -468,49 +448,3 @@ class Campaign:
         if awaited or self.stop_reason() is not None:
             return awaited, None
         return 0, self.suggest()
-
-
-def read_results_csv(path: Path) -> tuple[list[str], list[str]]:
-    """The id and value columns of a results CSV, read strictly: a missing column, a row with
-    the wrong number of fields or an unreadable file is a DataError naming the line."""
-    if not path.is_file():
-        raise DataError(f"results file not found: {path}")
-    try:
-        with path.open(newline="", encoding="utf-8") as handle:
-            rows = [row for row in csv.reader(handle) if row]
-    except (UnicodeDecodeError, csv.Error) as err:
-        raise DataError(f"{path}: cannot read CSV: {err}") from None
-    if not rows:
-        raise DataError(f"{path}: the file is empty; expected a header with columns id, value")
-    header = [name.strip() for name in rows[0]]
-    missing = [c for c in ("id", "value") if c not in header]
-    if missing:
-        raise DataError(f"{path}: missing column(s) {', '.join(missing)}; expected columns id, value")
-    for line, row in enumerate(rows[1:], start=2):
-        if len(row) != len(header):
-            raise DataError(f"{path}: line {line} has {len(row)} field(s), the header has {len(header)}")
-    if len(rows) == 1:
-        raise DataError(f"{path}: no results (the file has a header but no rows)")
-    id_at, value_at = header.index("id"), header.index("value")
-    return [row[id_at] for row in rows[1:]], [row[value_at] for row in rows[1:]]
-
-
-def _check_told(ids: pd.Series, values: np.ndarray, pending: set[str], known: set[str]) -> None:
-    """Raise DataError naming the offending ids of a set of results (nothing is recorded)."""
-
-    def named(bad) -> str:
-        bad = list(dict.fromkeys(bad))
-        return ", ".join(bad[:10]) + (f" and {len(bad) - 10} more" if len(bad) > 10 else "")
-
-    unknown = [k for k in ids if k not in known]
-    if unknown:
-        raise DataError(f"unknown id(s) {named(unknown)}")
-    foreign = [k for k in ids if k not in pending]
-    if foreign:
-        raise DataError(f"id(s) {named(foreign)} are not awaiting results in this round")
-    duplicated = ids[ids.duplicated()].tolist()
-    if duplicated:
-        raise DataError(f"duplicate id(s) {named(duplicated)}")
-    bad_values = ids[~np.isfinite(values)].tolist()
-    if bad_values:
-        raise DataError(f"missing, NaN or infinite value(s) for id(s) {named(bad_values)}")

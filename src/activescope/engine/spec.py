@@ -173,6 +173,17 @@ class CampaignSpec(_Strict):
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
 
 
+def override_section(current: BaseModel | None, values: dict[str, Any]) -> dict[str, Any]:
+    """The mapping of a spec section (e.g. `spec.acquisition`) with `values` laid over it. When
+    `values` names another `kind`, the old kind's own options are dropped and the section's
+    common fields (such as the batch size q) are kept: the old options would not fit the new kind."""
+    merged = current.model_dump(mode="json") if current is not None else {}
+    kind = merged.get("kind")
+    if kind is not None and values.get("kind", kind) != kind:
+        merged = {k: v for k, v in merged.items() if k in type(current).model_fields and k != "kind"}
+    return {**merged, **values}
+
+
 def parse_spec(data: dict[str, Any], origin: str = "spec") -> CampaignSpec:
     """Validate a spec mapping; raise SpecError with a one-line message naming the bad field."""
     if not isinstance(data, dict):

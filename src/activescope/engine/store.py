@@ -66,6 +66,13 @@ CREATE TABLE IF NOT EXISTS measurements (
     attempts INTEGER NOT NULL,
     measured_at TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS steering (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    created TEXT NOT NULL,
+    kind TEXT NOT NULL CHECK (kind IN ('next', 'acquisition')),
+    payload TEXT NOT NULL,
+    applied_round INTEGER
+);
 """
 
 
@@ -259,12 +266,15 @@ class Store:
         timings: dict[str, float] | None = None,
         hyperparameters: dict[str, float] | None = None,
         model_state: bytes | None = None,
+        steering: Sequence[int] = (),
     ) -> None:
         """Record a selected batch as `pending` (one transaction), before anything is measured.
 
         mean/variance are the surrogate's posterior in target units; acquisition is the score.
         timings may hold fit_s, predict_s and select_s (seconds). model_state is what a
         warm-starting surrogate needs to fit the next round exactly as it would have in-process.
+        steering: ids of the operator's instructions this round applied (marked in the same
+        transaction, so a resumed run replays them exactly).
         """
         n = len(ids)
         columns = [
@@ -293,6 +303,7 @@ class Store:
                 "INSERT INTO selections (round, id, position, mean, variance, acquisition) VALUES (?, ?, ?, ?, ?, ?)",
                 rows,
             )
+            db.executemany("UPDATE steering SET applied_round = ? WHERE id = ?", [(round_, k) for k in steering])
 
     def record(
         self,
@@ -347,6 +358,34 @@ class Store:
             "SELECT id FROM selections WHERE round = ? AND status = 'pending' ORDER BY position", (row[0],)
         ).fetchall()
         return row[0], [r[0] for r in ids]
+
+    def steer(self, kind: str, payload: object) -> int:
+        """Record an operator's instruction for the coming rounds (one transaction; needs no
+        lock, so it can be given while a campaign runs): kind "next" (payload: ids to measure
+        next) or "acquisition" (payload: acquisition options to use from the next round on).
+        Returns the instruction's id."""
+        _upgrade_schema(self._conn)
+        with self._transaction() as db:
+            cursor = db.execute(
+                "INSERT INTO steering (created, kind, payload) VALUES (?, ?, ?)", (_now(), kind, json.dumps(payload))
+            )
+        return int(cursor.lastrowid)
+
+    def steering(self) -> pd.DataFrame:
+        """Every instruction: id, created, kind, payload (decoded), applied_round (None while
+        waiting for the next round)."""
+        df = pd.read_sql_query("SELECT * FROM steering ORDER BY id", self._conn)
+        df["payload"] = df["payload"].map(json.loads)
+        return df
+
+    def set_paused(self, paused: bool) -> None:
+        """Ask a running campaign to stop after the round it is in (or clear that request)."""
+        with self._transaction() as db:
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('paused', ?)", ("1" if paused else "0",))
+
+    def paused(self) -> bool:
+        """Whether an operator has paused the run."""
+        return self.meta().get("paused") == "1"
 
     def last_model_state(self) -> bytes | None:
         """The surrogate state stored with the latest round that has one (None if none has)."""
@@ -461,7 +500,9 @@ def _release_lock(key: Path) -> None:
 
 
 def _upgrade_schema(conn: sqlite3.Connection) -> None:
-    """Add columns introduced after a run was created (records from older versions)."""
+    """Add tables and columns introduced after a run was created (records from older versions)."""
     columns = {r[1] for r in conn.execute("PRAGMA table_info(rounds)")}
     if "model_state" not in columns:
         conn.execute("ALTER TABLE rounds ADD COLUMN model_state BLOB")
+    steering = _SCHEMA[_SCHEMA.index("CREATE TABLE IF NOT EXISTS steering") :]
+    conn.execute(steering.rstrip().rstrip(";"))

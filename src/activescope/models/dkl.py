@@ -22,7 +22,6 @@ from .base import LayerWidths, ModelOptions, Positive, check_options
 from .gp import ExactGPModel, GPSurrogate, make_likelihood
 
 
-
 def make_extractor(n_inputs: int, hidden: Sequence[int], latent_dim: int) -> torch.nn.Sequential:
     """MLP n_inputs -> hidden... -> latent_dim with SiLU activations and a tanh-bounded output."""
     widths = [n_inputs, *hidden]

@@ -26,7 +26,7 @@ from gpytorch.likelihoods import GaussianLikelihood
 from gpytorch.priors import LogNormalPrior
 from pydantic import Field
 
-from ..engine.errors import DataError, SpecError
+from ..engine.errors import DataError
 from ..engine.registry import register_model
 from ._torch import PREDICT_BATCH_ROWS, Scaler, check_prediction_input, check_training_data, choose_device, row_batches
 from .base import ColumnSelection, ModelOptions, Positive, check_options

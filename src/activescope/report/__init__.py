@@ -67,7 +67,7 @@ def report_run(run_dir: str | Path, pool: Pool | None = None) -> Path:
 
     `pool`, when given, is the run's pool already in memory (otherwise it is rebuilt from the spec).
     """
-    from ..engine.campaign import build_instrument, build_pool_for
+    from ..engine.assemble import build_instrument, build_pool_for
     from ..engine.store import Store
 
     store = Store.open(run_dir)  # read-only use: no lock, so a running campaign can be watched
@@ -178,7 +178,7 @@ def _progress(run: _Run) -> str:
 
 
 def _fit(spec: CampaignSpec, pool: Pool, X: np.ndarray, y: np.ndarray):
-    from ..engine.campaign import build_surrogate
+    from ..engine.assemble import build_surrogate
 
     return build_surrogate(spec, pool).fit(X, y)
 

@@ -8,8 +8,7 @@ from scipy.spatial import cKDTree
 
 from activescope.engine.errors import SpecError
 from activescope.microscopy.sim.lattices import LATTICES, lattice_classes
-from activescope.microscopy.sim.simulate import (SimConfig, frame_seeds, simulate_batch,
-                                                 simulate_frame)
+from activescope.microscopy.sim.simulate import SimConfig, frame_seeds, simulate_batch, simulate_frame
 
 QUIET = dict(dose=float("inf"), read_noise=0.0, background=0.0, jitter=0.0, drift=0.0)
 

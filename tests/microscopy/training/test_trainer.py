@@ -7,9 +7,15 @@ import torch
 from activescope.microscopy.find.predict import Predictor
 from activescope.microscopy.sim.simulate import SimConfig, simulate_batch
 from activescope.microscopy.training.augment import IGNORE_INDEX
-from activescope.microscopy.training.trainer import (LabelledFrames, SimulatedFrames,
-                                                     TrainConfig, Trainer, ValidationSet,
-                                                     segmentation_loss, train_on_simulation)
+from activescope.microscopy.training.trainer import (
+    LabelledFrames,
+    SimulatedFrames,
+    TrainConfig,
+    Trainer,
+    ValidationSet,
+    segmentation_loss,
+    train_on_simulation,
+)
 
 EASY = SimConfig(lattice="graphene", size=96, pixel_size=0.12, probe_fwhm=0.9, dose=float("inf"),
                  read_noise=0.0, jitter=0.0, drift=0.0, background=0.0, vacancy_prob=0.0,
