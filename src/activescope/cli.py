@@ -26,6 +26,7 @@ DEFAULT_PRESET = "qm9-dipole"
 
 
 _MICROSCOPY_CLI = ("activescope.microscopy.cli", ("microscopy", "cli.py"))
+_INSTRUMENTS_CLI = ("activescope.instruments.cli", ("instruments", "cli.py"))
 
 
 def _installed(location: tuple[str, tuple[str, ...]]) -> bool:
@@ -70,7 +71,10 @@ class _LazyGroup(TyperGroup):
 class _Root(_LazyGroup):
     """Root command group: user errors from any subcommand print one line and exit with code 2."""
 
-    lazy = {"atoms": (_MICROSCOPY_CLI, "atoms_app", "Microscopy: simulate frames, train and run atom finders.")}
+    lazy = {
+        "atoms": (_MICROSCOPY_CLI, "atoms_app", "Microscopy: simulate frames, train and run atom finders."),
+        "twin": (_INSTRUMENTS_CLI, "twin_app", "Instruments: serve the digital twin (or any instrument) over HTTP."),
+    }
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -278,8 +282,9 @@ def steer(
     pause: bool = typer.Option(False, "--pause", help="stop the running campaign after its current round"),
     unpause: bool = typer.Option(False, "--unpause", help="clear a pause (`activescope resume` also does)"),
 ) -> None:
-    """Steer a campaign, while it runs or between runs: choose the next points, change the
-    acquisition, pause it. Every instruction is recorded in the run and replayed on resume."""
+    """Steer a campaign while it runs or between runs: next points, acquisition, pause.
+
+    Every instruction is recorded in the run and replayed exactly on resume."""
     import yaml
 
     from .engine.steering import steer_run

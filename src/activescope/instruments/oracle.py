@@ -1,0 +1,95 @@
+"""The `instrument` oracle: measures pool candidates by acquiring spectra at their positions.
+
+The pool must carry the positions (info columns ``x_nm``, ``y_nm``, as `probe_grid` makes). Each
+id becomes one acquisition; the measurement's raw signal is the (2, n) array [axis; values]
+that the spec's `oracle.scalarizer` reduces to y. `measure_each` yields every measurement the
+moment it arrives, so the campaign records it at once (a batch can take minutes).
+
+Drift correction (`drift_every: N`): every N acquisitions the oracle re-acquires the overview,
+estimates the drift since the reference overview (the one `probe_grid` defined the candidates
+on; without it, the first overview the oracle takes) by cross-correlation and shifts the
+requested positions so that they stay on the same sample features (see `drift.DriftTracker`).
+
+A position that drift correction pushes out of the field of view becomes a failed measurement
+(the campaign may retry it); a spent budget (`BudgetExhausted`) ends the campaign with its
+message; a lost connection (`InstrumentUnavailable`, an OSError) fails the rest of the batch,
+which the campaign retries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from activescope.engine.errors import SpecError
+from activescope.engine.oracle import Measurement
+from activescope.engine.pool import Pool
+from activescope.engine.registry import register_oracle
+
+from .drift import DriftTracker
+from .protocol import Instrument, OutOfField, Settings
+from .sources import positions
+
+
+class InstrumentOracleOptions(BaseModel):
+    """Options of the `instrument` oracle (the spec's `oracle:` section)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dwell_s: float | None = Field(None, gt=0, description="dwell per spectrum, s (none: the instrument's default)")
+    drift_every: int = Field(0, ge=0, description="re-acquire the overview and correct drift every N acquisitions (0 = off)")
+    drift_upsample: int = Field(10, ge=1, le=100, description="precision of the drift estimate: 1/drift_upsample pixel")
+    drift_smooth_px: float = Field(3.0, ge=0, description="Gaussian smoothing of the overviews before registration, pixels")
+    drift_extrapolate: bool = Field(True, description="extrapolate the drift linearly between estimates")
+
+
+@register_oracle("instrument", InstrumentOracleOptions)
+class InstrumentOracle:
+    """Acquires a spectrum at each candidate's position on the spec's instrument, with optional
+    drift correction; results stream as they arrive."""
+
+    interactive = False
+
+    def __init__(self, pool: Pool, target: Any, instrument: Instrument | None = None, dwell_s: float | None = None,
+                 drift_every: int = 0, drift_upsample: int = 10, drift_smooth_px: float = 3.0,
+                 drift_extrapolate: bool = True) -> None:
+        if instrument is None:
+            raise SpecError("oracle.kind instrument measures through an instrument: add an instrument: section to the spec")
+        missing = {"x_nm", "y_nm"} - set(pool.info.columns)
+        if missing:
+            raise SpecError("oracle.kind instrument needs candidate positions (info columns x_nm, y_nm): use data.source probe_grid")
+        self.pool = pool
+        self.target = target
+        self.instrument = instrument
+        self.settings = Settings(dwell_s=dwell_s)
+        self.drift_every = drift_every
+        self.tracker = (DriftTracker(instrument, upsample=drift_upsample, smooth_px=drift_smooth_px,
+                                     extrapolate=drift_extrapolate) if drift_every else None)
+        self._since_update = 0
+        self._clock_s = 0.0  # instrument time of the last answer, s
+
+    def measure_each(self, ids: Sequence[str]) -> Iterator[Measurement]:
+        """One Measurement(raw=(2, n) [axis; values]) per id, in order, yielded as acquired."""
+        xs, ys = positions(self.pool, ids)
+        for k, x, y in zip(ids, xs, ys):
+            if self.tracker is not None:
+                if self.tracker.reference is None or self._since_update >= self.drift_every:
+                    self.tracker.update()
+                    self._since_update = 0
+                    self._clock_s = self.instrument.state().elapsed_s
+                x, y = self.tracker.correct(x, y, self._clock_s)
+                self._since_update += 1
+            try:
+                spectrum = self.instrument.acquire(float(x), float(y), self.settings)
+            except OutOfField as err:
+                moved = "after drift correction: " if self.tracker is not None else ""
+                yield Measurement(id=str(k), error=f"{moved}{err}")
+                continue
+            self._clock_s = spectrum.elapsed_s
+            yield Measurement(id=str(k), raw=spectrum.as_raw())
+
+    def measure(self, ids: Sequence[str]) -> list[Measurement]:
+        """All measurements of `ids` at once (see `measure_each`)."""
+        return list(self.measure_each(ids))

@@ -1,0 +1,75 @@
+"""Drift estimation recovers known shifts, and the instrument oracle's drift correction keeps the
+probe on the same sample feature while the twin's stage drifts."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from activescope.instruments.drift import DriftTracker, estimate_drift
+from activescope.instruments.oracle import InstrumentOracle
+from activescope.instruments.protocol import Geometry, Overview
+from activescope.instruments.sources import probe_grid
+
+
+def _view(base: np.ndarray, dx_px: float, dy_px: float) -> Overview:
+    """A 96 x 96 overview of `base` after the sample drifted by (dx_px, dy_px) pixels."""
+    rows, cols = np.mgrid[32:128, 32:128].astype(float)
+    image = ndimage.map_coordinates(base, [rows + dy_px, cols + dx_px], order=3)
+    return Overview(image=image.astype(np.float32), geometry=Geometry((96, 96), 0.5))
+
+
+@pytest.mark.parametrize("dx_px, dy_px", [(3.4, -2.2), (-11.7, 6.3), (0.0, 0.0)])
+def test_a_known_sub_pixel_shift_is_recovered(dx_px, dy_px):
+    base = ndimage.gaussian_filter(np.random.default_rng(2).normal(size=(160, 160)), 3.0)
+    drift = estimate_drift(_view(base, 0.0, 0.0), _view(base, dx_px, dy_px))
+    np.testing.assert_allclose(drift, np.array([dx_px, dy_px]) * 0.5, atol=0.05 * 0.5)
+
+
+def test_the_drift_of_the_twin_is_recovered_from_its_overviews(small_twin):
+    twin = small_twin(size=96, drift_velocity_nm_s=(0.02, -0.012))
+    reference = twin.overview()
+    for _ in range(150):
+        twin.acquire(1.0, 1.0)
+    moving = twin.overview()
+    half = twin.options.overview_s / 2.0
+    truth = twin.drift(moving.elapsed_s - half) - twin.drift(reference.elapsed_s - half)
+    assert np.abs(truth).max() > 5 * twin.options.pixel_nm
+    np.testing.assert_allclose(estimate_drift(reference, moving), truth, atol=0.5 * twin.options.pixel_nm)
+
+
+def test_the_tracker_extrapolates_linearly_between_estimates(small_twin):
+    tracker = DriftTracker(small_twin(), extrapolate=True)
+    tracker.history = [(10.0, np.array([0.0, 0.0])), (20.0, np.array([0.1, -0.2]))]
+    np.testing.assert_allclose(tracker.drift_at(25.0), [0.15, -0.3])
+    assert tracker.correct(1.0, 1.0, 25.0) == pytest.approx((0.85, 1.3))
+    tracker.extrapolate = False
+    np.testing.assert_allclose(tracker.drift_at(25.0), [0.1, -0.2])
+
+
+def _landing_errors(twin, drift_every: int) -> np.ndarray:
+    """Distance (pixels) between where the beam landed and the feature the candidate showed when
+    the reference was taken, over 60 acquisitions of one candidate."""
+    pool = probe_grid(step=8, window=5, instrument=twin)  # its overview is the drift reference
+    reference_t = twin.state().elapsed_s - twin.options.overview_s / 2.0
+    oracle = InstrumentOracle(pool, None, twin, drift_every=drift_every)
+    target = pool.info.iloc[pool.index_of(["x48_y48"])[0]]
+    intended = np.array([target.x_nm, target.y_nm]) + twin.drift(reference_t)
+    errors = []
+    for m in oracle.measure_each(["x48_y48"] * 60):
+        assert m.error is None
+        state = twin.state()
+        landed = np.array(state.position_nm) + twin.drift(state.elapsed_s - twin.options.dwell_s / 2.0)
+        errors.append(np.hypot(*(landed - intended)) / twin.options.pixel_nm)
+    return np.array(errors)
+
+
+def test_drift_correction_keeps_the_probe_on_the_same_feature(small_twin):
+    options = dict(size=96, drift_velocity_nm_s=(0.03, -0.02), drift_walk_nm=0.002)
+    uncorrected = _landing_errors(small_twin(**options), drift_every=0)
+    corrected = _landing_errors(small_twin(**options), drift_every=10)
+    assert uncorrected[-1] > 5.0  # pixels: the feature moved away
+    # until the first correction (after 10 acquisitions) nothing is known about the drift; from
+    # then on the probe stays within a pixel of the feature
+    assert corrected[10:].max() < 1.0 and corrected[-1] < 0.5
