@@ -27,6 +27,7 @@ API_SECTIONS = [
     ("Chemistry", "activescope.chem", True),
     ("Report", "activescope.report", True),
     ("Microscopy", "activescope.microscopy", True),
+    ("Instruments", "activescope.instruments", True),
 ]
 CAMPAIGN_LANGUAGE = "reference/campaign-language.md"
 
