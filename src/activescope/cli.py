@@ -197,7 +197,8 @@ def _finish(campaign: "Campaign", progress: bool, report: bool) -> None:
         if report and summary.n_measured > 0:
             from .report import report_run
 
-            typer.echo(f"report: {report_run(campaign.store.run_dir, pool=campaign.pool)}")
+            path = report_run(campaign.store.run_dir, pool=campaign.pool, instrument=campaign.instrument)
+            typer.echo(f"report: {path}")
         typer.echo(f"run directory: {campaign.store.run_dir}")
 
 

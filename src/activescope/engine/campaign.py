@@ -46,7 +46,7 @@ DIVERSE_SAMPLE = 5000  # candidates the diverse initial design spreads its point
 class CampaignSummary:
     """Where a campaign stands. Values are in target units; times in seconds."""
 
-    run_dir: Path
+    run_dir: Path | None  # None for a campaign kept in memory
     name: str
     target: str
     goal: str

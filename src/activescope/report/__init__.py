@@ -3,14 +3,16 @@
 `report_run(run_dir)` reads the run record, rebuilds the pool (from the feature cache), refits
 the campaign's model on every measurement, and writes `artifacts/report.html` plus each figure as
 a PNG beside it. Sections that need the pool's true values (recall curves, parity) appear only
-when the pool has labels for the target, so the same report serves ask/tell lab campaigns.
+when the pool has labels for the target, so the same report serves ask/tell lab campaigns. Runs
+whose candidates are probe positions get the "Measurement path and maps" section (`positions`).
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -22,6 +24,7 @@ from ..engine.pool import Pool
 from ..engine.spec import CampaignSpec, ModelSpec
 from . import figures
 from . import html as markup
+from . import positions
 
 PARITY_SAMPLE = 5000
 BEST_ROWS = 10
@@ -40,6 +43,7 @@ class _Run:
     rows: np.ndarray
     all_values: np.ndarray | None
     artifacts: Path
+    spectra: dict[str, np.ndarray] = field(default_factory=dict)  # raw signals of the chosen points, by id
 
     @property
     def target(self) -> str:
@@ -62,50 +66,82 @@ class _Run:
         return int((self.measurements["round"] == 0).sum())
 
 
-def report_run(run_dir: str | Path, pool: Pool | None = None) -> Path:
+@dataclass
+class _Models:
+    """The models the report refits on every successful measurement: the campaign's `model`,
+    and `latent`, a model with a 2-D `embed` for latent maps (the campaign's own when it has
+    one, else a DKL fitted only for the maps; `latent_origin` says which)."""
+
+    model: Any
+    latent: Any
+    latent_origin: str
+    n_train: int
+
+
+def report_run(run_dir: str | Path, pool: Pool | None = None, instrument: Any = None) -> Path:
     """Write `<run_dir>/artifacts/report.html` (and the figures as PNG there); return its path.
 
     `pool`, when given, is the run's pool already in memory (otherwise it is rebuilt from the spec).
+    `instrument`, when given, is the run's instrument, open (otherwise one is built from the spec
+    when the pool or an overview image needs it, and closed again).
     """
     from ..engine.assemble import build_instrument, build_pool_for
     from ..engine.store import Store
 
     store = Store.open(run_dir)  # read-only use: no lock, so a running campaign can be watched
+    own = None
     try:
-        spec = store.spec()
-        pool = build_pool_for(spec, build_instrument(spec)) if pool is None else pool
-        measurements = store.measurements().reset_index(drop=True)
-        rounds = store.rounds()
-        artifacts = Path(store.artifacts)
+        try:
+            spec = store.spec()
+            if pool is None:
+                if instrument is None:
+                    own = instrument = build_instrument(spec)
+                pool = build_pool_for(spec, instrument)
+            run = _read(store, spec, pool)
+        finally:
+            store.close()
+        return _write(run, run_dir, instrument)
     finally:
-        store.close()
+        if own is not None and hasattr(own, "close"):
+            own.close()
+
+
+def _read(store: Any, spec: CampaignSpec, pool: Pool) -> _Run:
+    """What the sections need from the run record (the spectra of the chosen points included)."""
+    measurements = store.measurements().reset_index(drop=True)
     labels = pool.labels
     all_values = labels[spec.target.column].to_numpy(dtype=float) if spec.target.column in labels else None
     try:
         rows = pool.index_of(measurements["id"].tolist())
     except KeyError as err:
-        raise RunStateError(f"{run_dir}: measured id {err.args[0]!r} is not in the pool") from None
-    run = _Run(
-        spec=spec,
-        pool=pool,
-        measurements=measurements,
-        rounds=rounds,
-        rows=rows,
-        all_values=all_values,
-        artifacts=artifacts,
-    )
+        raise RunStateError(f"{store.run_dir}: measured id {err.args[0]!r} is not in the pool") from None
+    spectra = {}
+    if positions.has_positions(pool) and len(measurements):
+        for ids in positions.chosen_ids(measurements, spec.target.goal).values():
+            spectra.update({k: store.raw(k) for k in ids})
+    return _Run(spec=spec, pool=pool, measurements=measurements, rounds=store.rounds(), rows=rows,
+                all_values=all_values, artifacts=Path(store.artifacts), spectra=spectra)
+
+
+def _write(run: _Run, run_dir: str | Path, instrument: Any) -> Path:
+    """Build every section and write the page; returns its path."""
     run.artifacts.mkdir(parents=True, exist_ok=True)
     sections = [("summary", "Run summary", _summary(run))]
-    if len(measurements):
+    if len(run.measurements):
         sections.append(("progress", "Progress", _progress(run)))
-        sections += _model_sections(run)
+        models = _fit_models(run)
+        sections += _model_sections(run, models)
+        if positions.has_positions(run.pool):
+            view = positions.instrument_view(run.spec, instrument)
+            save = lambda name, fig, caption: _save(run, name, fig, caption)  # noqa: E731
+            sections.append(("path", "Measurement path and maps", positions.path_section(run, models, view, save)))
         sections.append(("best", f"Best {BEST_ROWS} candidates found", _best_table(run)))
     if len(run.rounds):
         sections.append(("timings", "Timings", _save(run, "timings", figures.timings_figure(run.rounds),
                                                       "Working seconds per round, stacked by phase (round 0 is the initial design).")))
     subtitle = f"activescope report for run directory {Path(run_dir).resolve()} — generated {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
     path = run.artifacts / REPORT_NAME
-    path.write_text(markup.page(f"Campaign report: {spec.name}", subtitle, sections), encoding="utf-8")
+    path.write_text(markup.page(f"Campaign report: {run.spec.name}", subtitle, sections), encoding="utf-8")
     return path
 
 
@@ -193,13 +229,27 @@ def _map_spec(spec: CampaignSpec) -> CampaignSpec:
     return spec.model_copy(update={"model": model})
 
 
-def _model_sections(run: _Run) -> list[tuple[str, str, str]]:
-    """Parity of the refitted final model on unmeasured candidates, and the 2-D latent map."""
+def _fit_models(run: _Run) -> _Models | None:
+    """The campaign's model and the latent-map model refit on every successful measurement;
+    None with fewer than 3."""
     ok_rows = run.rows[run.ok]
     if ok_rows.size < 3:
-        return [("model", "Model", markup.note("Fewer than 3 successful measurements: no model to show."))]
+        return None
     X_train, y_train = run.pool.X[ok_rows], run.values[run.ok]
     model = _fit(run.spec, run.pool, X_train, y_train)
+    if hasattr(model, "embed") and model.embed(X_train[:1]).shape[1] == 2:
+        return _Models(model, model, f"the campaign's own model ('{run.spec.model.kind}', 2-D latent)", y_train.size)
+    latent = _fit(_map_spec(run.spec), run.pool, X_train, y_train)
+    origin = (f"a 2-D DKL fitted on the {y_train.size} measurements only for this map "
+              f"(the campaign's model '{run.spec.model.kind}' has no 2-D latent space)")
+    return _Models(model, latent, origin, y_train.size)
+
+
+def _model_sections(run: _Run, models: _Models | None) -> list[tuple[str, str, str]]:
+    """Parity of the refitted final model on unmeasured candidates, and the 2-D latent map."""
+    if models is None:
+        return [("model", "Model", markup.note("Fewer than 3 successful measurements: no model to show."))]
+    model = models.model
     rng = np.random.default_rng(run.spec.seed)
     unmeasured = np.setdiff1d(np.arange(len(run.pool)), run.rows)
     if run.all_values is not None:
@@ -209,28 +259,21 @@ def _model_sections(run: _Run) -> list[tuple[str, str, str]]:
     mean, variance = model.predict(run.pool.X[sample]) if sample.size else (np.empty(0), np.empty(0))
     if run.all_values is not None and sample.size >= 2:
         stats = regression_summary(run.all_values[sample], mean, variance)
-        caption = (f"Model '{run.spec.model.kind}' refit on all {ok_rows.size} successful measurements, predicting "
+        caption = (f"Model '{run.spec.model.kind}' refit on all {models.n_train} successful measurements, predicting "
                    f"{sample.size:,} random unmeasured candidates. R² = {stats['r2']:.3f}, MAE = {stats['mae']:.4g}, "
                    f"RMSE = {stats['rmse']:.4g}; {stats['coverage_1sd']:.1%} within ±1σ (ideal 68.3%), "
                    f"{stats['coverage_2sd']:.1%} within ±2σ (ideal 95.4%).")
         fig = figures.parity_figure(run.all_values[sample], mean, variance, stats, run.target)
         sections.append(("parity", "Parity on unmeasured candidates", _save(run, "parity", fig, caption)))
-    sections.append(("latent", "Latent map", _latent(run, model, X_train, y_train, sample)))
+    sections.append(("latent", "Latent map", _latent(run, models, sample)))
     return sections
 
 
-def _latent(run: _Run, model, X_train: np.ndarray, y_train: np.ndarray, sample: np.ndarray) -> str:
-    """The 2-D DKL latent space of the sample plus the measured points. Uses the campaign's own
-    model when it is a DKL with a 2-D latent; otherwise fits one only for this map."""
+def _latent(run: _Run, models: _Models, sample: np.ndarray) -> str:
+    """The 2-D latent space (of `models.latent`) of the sample plus the measured points."""
     rows = np.concatenate([sample, run.rows[run.ok]])
     X = run.pool.X[rows]
-    embeds_2d = hasattr(model, "embed") and model.embed(X[:1]).shape[1] == 2
-    if embeds_2d:
-        origin = f"the campaign's own model ('{run.spec.model.kind}', 2-D latent)"
-    else:
-        model = _fit(_map_spec(run.spec), run.pool, X_train, y_train)
-        origin = (f"a 2-D DKL fitted on the {y_train.size} measurements only for this map "
-                  f"(the campaign's model '{run.spec.model.kind}' has no 2-D latent space)")
+    model, origin = models.latent, models.latent_origin
     latent = model.embed(X)
     mean, variance = model.predict(X)
     if run.all_values is not None:

@@ -135,6 +135,137 @@ def latent_figure(
     return fig
 
 
+ORDER_CMAP = "plasma"
+MAX_NUMBERED = 30  # path figures number every point up to this many, then every k-th (about this many)
+
+
+def _order_scatter(fig: Figure, ax, x: np.ndarray, y: np.ndarray, ok: np.ndarray, numbered: bool = True) -> None:
+    """A measurement path on `ax`: a thin line through (x, y) in order, the points coloured by
+    order (with a colorbar), failed measurements as red crosses, and order numbers."""
+    order = np.arange(1, len(x) + 1)
+    alpha = 0.7 if len(x) <= 2 * MAX_NUMBERED else 0.3  # long paths: a faint line, the colours tell the order
+    ax.plot(x, y, color="white", lw=1.6, alpha=alpha, zorder=2)
+    ax.plot(x, y, color="k", lw=0.6, alpha=alpha, zorder=2)
+    points = ax.scatter(x[ok], y[ok], c=order[ok], cmap=ORDER_CMAP, vmin=1, vmax=max(len(x), 2), s=36,
+                        edgecolors="k", linewidths=0.5, zorder=3, label="measured")
+    if (~ok).any():
+        ax.scatter(x[~ok], y[~ok], marker="x", color="red", s=40, zorder=3, label="failed")
+    fig.colorbar(points, ax=ax, label="measurement order (1 = first)", shrink=0.85)
+    if numbered:
+        every = max(1, int(np.ceil(len(x) / MAX_NUMBERED)))
+        for k in range(0, len(x), every):
+            ax.annotate(str(k + 1), (x[k], y[k]), xytext=(3, 3), textcoords="offset points", fontsize=6.5,
+                        color="k", zorder=4, bbox={"boxstyle": "round,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.6})
+
+
+def measurement_path_figure(
+    x_nm: np.ndarray, y_nm: np.ndarray, ok: np.ndarray, extent_nm: tuple[float, float, float, float],
+    image: np.ndarray | None = None, image_label: str = "overview", highlight: dict[str, int] | None = None,
+) -> Figure:
+    """The measured probe positions (nm) in the order taken, over the overview `image` (rows
+    downwards, spanning `extent_nm` = (x_min, x_max, y_min, y_max)) or a blank field of view.
+    `highlight` maps a label (e.g. "B1") to the index of a point to mark with a star."""
+    fig = Figure(figsize=(7.8, 6.6), layout="constrained")
+    ax = fig.add_subplot()
+    x_min, x_max, y_min, y_max = extent_nm
+    if image is not None:
+        low, high = np.nanpercentile(image, [1, 99])
+        shown = ax.imshow(image, cmap="gray", extent=(x_min, x_max, y_max, y_min), origin="upper", interpolation="nearest",
+                          vmin=low, vmax=high)
+        fig.colorbar(shown, ax=ax, label=f"{image_label}, 1–99th percentile", shrink=0.85, pad=0.01, extend="both")
+    else:
+        ax.set_facecolor("#f2f2f2")
+        ax.set_xlim(x_min, x_max)
+        ax.set_ylim(y_max, y_min)
+    _order_scatter(fig, ax, np.asarray(x_nm, float), np.asarray(y_nm, float), np.asarray(ok, bool))
+    for label, k in (highlight or {}).items():
+        ax.scatter([x_nm[k]], [y_nm[k]], marker="*", s=320, color="#00e5ff", edgecolors="k", linewidths=0.8, zorder=5)
+        ax.annotate(label, (x_nm[k], y_nm[k]), xytext=(7, -12), textcoords="offset points", fontsize=8.5, color="k",
+                    fontweight="bold", zorder=6, bbox={"boxstyle": "round,pad=0.15", "fc": "#00e5ff", "ec": "k", "lw": 0.5})
+    ax.set_aspect("equal")
+    ax.set_xlabel("x (nm)")
+    ax.set_ylabel("y (nm)")
+    ax.set_title(f"Measurement path in real space ({len(x_nm)} measurements)")
+    return fig
+
+
+def latent_path_figure(latent_candidates: np.ndarray, latent_path: np.ndarray, ok: np.ndarray) -> Figure:
+    """The measurement path in a 2-D latent space: candidates as grey dots, the measured points
+    in the order taken (coloured and numbered by order)."""
+    fig = Figure(figsize=(7.2, 6.0), layout="constrained")
+    ax = fig.add_subplot()
+    ax.scatter(latent_candidates[:, 0], latent_candidates[:, 1], s=4, color="#bbbbbb", lw=0, label="candidates")
+    _order_scatter(fig, ax, latent_path[:, 0], latent_path[:, 1], np.asarray(ok, bool))
+    ax.set_xlabel("latent 1")
+    ax.set_ylabel("latent 2")
+    ax.set_title(f"Measurement path in the latent space ({len(latent_path)} measurements)")
+    ax.legend(loc="best", fontsize=8)
+    return fig
+
+
+def _on_grid(x: np.ndarray, y: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, tuple[float, float, float, float]] | None:
+    """`values` at positions (x, y) as an image (rows = y) with its extent, when the positions
+    fill a regular grid (each grid point exactly once); else None."""
+    xs, ys = np.unique(x), np.unique(y)
+    if xs.size < 2 or ys.size < 2 or xs.size * ys.size != x.size:
+        return None
+    dx, dy = np.diff(xs), np.diff(ys)
+    if not (np.allclose(dx, dx[0]) and np.allclose(dy, dy[0])):
+        return None
+    grid = np.full((ys.size, xs.size), np.nan)
+    grid[np.searchsorted(ys, y), np.searchsorted(xs, x)] = values
+    if np.isnan(grid).any():
+        return None
+    return grid, (xs[0] - dx[0] / 2, xs[-1] + dx[0] / 2, ys[0] - dy[0] / 2, ys[-1] + dy[0] / 2)
+
+
+def property_maps_figure(
+    x_nm: np.ndarray, y_nm: np.ndarray, mean: np.ndarray, sd: np.ndarray, measured: np.ndarray, target: str
+) -> Figure:
+    """Predicted `target` (left) and its predictive standard deviation (right) at every candidate
+    position (nm), as images when the candidates fill a grid (scatter otherwise); measured
+    positions are marked with small open circles."""
+    fig = Figure(figsize=(12.0, 5.2), layout="constrained")
+    axes = fig.subplots(1, 2)
+    for ax, values, label, cmap in ((axes[0], mean, f"predicted {target}", "viridis"),
+                                    (axes[1], sd, f"predictive σ of {target}", "magma")):
+        gridded = _on_grid(x_nm, y_nm, values)
+        low, high = np.nanpercentile(values, [1, 99])
+        if gridded is not None:
+            image, (x0, x1, y0, y1) = gridded
+            shown = ax.imshow(image, cmap=cmap, extent=(x0, x1, y1, y0), origin="upper", interpolation="nearest",
+                              vmin=low, vmax=high)
+        else:
+            shown = ax.scatter(x_nm, y_nm, c=values, cmap=cmap, s=12, lw=0, vmin=low, vmax=high)
+            ax.invert_yaxis()
+        ax.scatter(x_nm[measured], y_nm[measured], s=14, facecolors="none", edgecolors="white", linewidths=0.8,
+                   label="measured")
+        fig.colorbar(shown, ax=ax, label=f"{label} (1–99th percentile)", shrink=0.9, extend="both")
+        ax.set_aspect("equal")
+        ax.set_xlabel("x (nm)")
+        ax.set_ylabel("y (nm)")
+        ax.legend(loc="upper right", fontsize=8, facecolor="#777777", labelcolor="white", framealpha=0.8)
+    axes[0].set_title(f"Predicted {target} ({len(x_nm):,} candidate positions)")
+    axes[1].set_title("Predictive uncertainty")
+    return fig
+
+
+def spectra_figure(groups: dict[str, list[tuple[str, np.ndarray]]], axis_label: str, value_label: str) -> Figure:
+    """Raw spectra (or curves), one panel per group (e.g. "best 3", "first 3"): each entry is a
+    legend label and a (2, n) [axis; values] array."""
+    fig = Figure(figsize=(5.6 * max(len(groups), 1), 4.2), layout="constrained")
+    axes = fig.subplots(1, max(len(groups), 1), squeeze=False)[0]
+    for ax, (title, curves) in zip(axes, groups.items()):
+        for label, raw in curves:
+            ax.plot(raw[0], raw[1], lw=1.2, marker="." if raw.shape[1] <= 100 else None, ms=3, label=label)
+        ax.set_xlabel(axis_label)
+        ax.set_ylabel(value_label)
+        ax.set_title(title)
+        ax.legend(loc="best", fontsize=7)
+        ax.grid(alpha=0.3)
+    return fig
+
+
 def timings_figure(rounds: pd.DataFrame) -> Figure:
     """Wall seconds per round, stacked by phase (fit, predict, select, measure)."""
     fig = Figure(figsize=(7.0, 3.6), layout="constrained")
