@@ -258,8 +258,9 @@ def test_a_client_killed_mid_batch_resumes_with_nothing_lost_or_repeated(tmp_pat
     resumed = invoke("resume", run_dir, "--no-report", "--no-progress")
     assert resumed.exit_code == 0, resumed.output
     _check_complete(run_dir, _reference(), before)
-    # the resumed client requested each remaining position exactly once
-    assert server.state()["acquisitions"] == after_kill + BUDGET - len(before)
+    # request ids survive the restart (run id, candidate, attempt): the spectrum the killed client
+    # was waiting for is answered from the server's record, so every position is measured once
+    assert after_kill <= BUDGET and server.state()["acquisitions"] == BUDGET
 
 
 def test_a_server_killed_and_restarted_mid_run_lets_the_campaign_complete(tmp_path, served):

@@ -119,6 +119,8 @@ class Campaign:
         self.model: Surrogate | None = None  # the surrogate once fitted (kept across rounds: models may warm-start)
         scalarizer = spec.oracle.scalarizer
         self._scalarize = build_scalarizer(scalarizer.kind, scalarizer.options()) if scalarizer else None
+        if hasattr(oracle, "bind_run"):
+            oracle.bind_run(store.run_id)
         self._sign = 1.0 if spec.target.goal == "maximize" else -1.0
 
     @staticmethod

@@ -55,6 +55,8 @@ class Oracle(Protocol):
     Optional: measure_each(ids) -> Iterator[Measurement] yields each measurement as soon as it is
     taken (in any order). The campaign then records every result the moment it arrives, so a
     crash in the middle of a slow batch (a microscope) loses none of the spectra already taken.
+    bind_run(run_id) is called with the run's id before measuring, so an instrument can give
+    its requests ids that stay the same when a killed run resumes.
     """
 
     interactive: bool

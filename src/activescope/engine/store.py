@@ -21,6 +21,7 @@ import os
 import shutil
 import sqlite3
 import tempfile
+import uuid
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from importlib.metadata import version
@@ -122,6 +123,7 @@ class Store:
     def _initialise(conn: sqlite3.Connection, spec: CampaignSpec) -> None:
         spec_yaml = spec.to_yaml()
         meta = {
+            "run_id": uuid.uuid4().hex,
             "spec": spec_yaml,
             "spec_digest": spec.digest(),
             "goal": spec.target.goal,
@@ -241,6 +243,13 @@ class Store:
     def meta(self) -> dict[str, str]:
         """The run's metadata: spec (YAML), spec_digest, goal, created (ISO UTC), activescope_version."""
         return dict(self._conn.execute("SELECT key, value FROM meta").fetchall())
+
+    @property
+    def run_id(self) -> str:
+        """A random id given to the run when it was created (for records made before run ids
+        existed: one derived from the creation time and the spec digest)."""
+        meta = self.meta()
+        return meta.get("run_id") or f"{meta['spec_digest']}-{meta['created']}".replace("+", "_").replace(":", "-")
 
     @property
     def spec_digest(self) -> str:

@@ -138,8 +138,11 @@ class InstrumentBase(ABC):
         return Overview(image=image, geometry=self._info.geometry, channel=self.channel, unit=self.image_unit,
                         elapsed_s=self._ledger.elapsed_s, scan_s=spent)
 
-    def acquire(self, x_nm: float, y_nm: float, settings: Settings | None = None) -> Spectrum:
-        """Measure one spectrum at (x_nm, y_nm); see `Instrument.acquire`."""
+    def acquire(
+        self, x_nm: float, y_nm: float, settings: Settings | None = None, request_id: str | None = None
+    ) -> Spectrum:
+        """Measure one spectrum at (x_nm, y_nm); see `Instrument.acquire`. A local instrument
+        measures once per call, so `request_id` has nothing to deduplicate here."""
         dwell = self.check_request(x_nm, y_nm, settings)
         dose = self._dose_e(dwell)
         planned = self._latency_s + self._overhead_s + dwell

@@ -105,15 +105,18 @@ class RemoteInstrument:
         return Overview(image=image, geometry=geometry, channel=meta["channel"], unit=meta["unit"],
                         elapsed_s=float(meta["elapsed_s"]), scan_s=float(meta["scan_s"]))
 
-    def acquire(self, x_nm: float, y_nm: float, settings: Settings | None = None) -> Spectrum:
-        """Measure one spectrum at (x_nm, y_nm) nm; one request id for all retries. Non-finite
-        numbers (which JSON cannot carry) are refused here, the rest is validated by the server."""
+    def acquire(
+        self, x_nm: float, y_nm: float, settings: Settings | None = None, request_id: str | None = None
+    ) -> Spectrum:
+        """Measure one spectrum at (x_nm, y_nm) nm; one request id (`request_id`, or a fresh
+        random one) for all retries, so the server measures it once. Non-finite numbers (which
+        JSON cannot carry) are refused here, the rest is validated by the server."""
         if not all(math.isfinite(v) for v in (x_nm, y_nm)):
             raise OutOfField(f"position must be finite numbers, got ({x_nm}, {y_nm})")
         if settings is not None and settings.dwell_s is not None and not math.isfinite(settings.dwell_s):
             raise InvalidSettings(f"dwell_s must be a finite number, got {settings.dwell_s}")
         body = {"x_nm": x_nm, "y_nm": y_nm, "dwell_s": None if settings is None else settings.dwell_s,
-                "request_id": uuid.uuid4().hex}
+                "request_id": request_id or uuid.uuid4().hex}
         raw, meta = self._call("POST", "acquire", body)
         raw = np.asarray(raw, dtype=np.float64)
         return Spectrum(values=raw[1], axis=raw[0], axis_name=meta["axis_name"], axis_unit=meta["axis_unit"],

@@ -18,6 +18,8 @@ which the campaign retries.
 
 from __future__ import annotations
 
+import hashlib
+
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -69,6 +71,15 @@ class InstrumentOracle:
                                      extrapolate=drift_extrapolate) if drift_every else None)
         self._since_update = 0
         self._clock_s = 0.0  # instrument time of the last answer, s
+        self._run_id: str | None = None
+        self._attempts: dict[str, int] = {}
+
+    def bind_run(self, run_id: str) -> None:
+        """Name the run this oracle measures for (the campaign calls it). Each acquisition then
+        carries the request id `<run_id>.<candidate digest>.<attempt>`, stable across a client restart:
+        a resumed run asking again for the spectrum a killed client was waiting for gets the
+        instrument's first answer instead of a second measurement."""
+        self._run_id = run_id
 
     def measure_each(self, ids: Sequence[str]) -> Iterator[Measurement]:
         """One Measurement(raw=(2, n) [axis; values]) per id, in order, yielded as acquired."""
@@ -81,8 +92,10 @@ class InstrumentOracle:
                     self._clock_s = self.instrument.state().elapsed_s
                 x, y = self.tracker.correct(x, y, self._clock_s)
                 self._since_update += 1
+            self._attempts[k] = attempt = self._attempts.get(k, 0) + 1
+            request_id = None if self._run_id is None else f"{self._run_id}.{_digest(k)}.{attempt}"
             try:
-                spectrum = self.instrument.acquire(float(x), float(y), self.settings)
+                spectrum = self.instrument.acquire(float(x), float(y), self.settings, request_id=request_id)
             except OutOfField as err:
                 moved = "after drift correction: " if self.tracker is not None else ""
                 yield Measurement(id=str(k), error=f"{moved}{err}")
@@ -93,3 +106,8 @@ class InstrumentOracle:
     def measure(self, ids: Sequence[str]) -> list[Measurement]:
         """All measurements of `ids` at once (see `measure_each`)."""
         return list(self.measure_each(ids))
+
+
+def _digest(candidate: str) -> str:
+    """A short, URL-safe stand-in for a candidate id inside a request id."""
+    return hashlib.sha1(str(candidate).encode()).hexdigest()[:16]

@@ -251,9 +251,13 @@ class Instrument(Protocol):
         """Scan the field of view; costs instrument time (and dose on a beam instrument)."""
         ...
 
-    def acquire(self, x_nm: float, y_nm: float, settings: Settings | None = None) -> Spectrum:
+    def acquire(
+        self, x_nm: float, y_nm: float, settings: Settings | None = None, request_id: str | None = None
+    ) -> Spectrum:
         """Measure one spectrum at (x_nm, y_nm). Raises OutOfField, InvalidSettings or
-        BudgetExhausted (nothing measured) or InstrumentUnavailable."""
+        BudgetExhausted (nothing measured) or InstrumentUnavailable. `request_id`, when given,
+        names this measurement: a remote instrument asked again with the same id (a retry, or a
+        client restarted after a crash) returns the first answer instead of measuring twice."""
         ...
 
     def state(self) -> InstrumentState:
