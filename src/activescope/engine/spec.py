@@ -59,8 +59,9 @@ class ModelSpec(_Pluggable):
 
 class AcquisitionSpec(_Pluggable):
     """How the next batch is chosen: `kind` is a registered acquisition function (ei, logei, ucb,
-    max_variance, thompson, greedy, random); other keys are its options (beta for ucb and
-    thompson, xi for ei and logei). `random` draws uniformly without a model (the baseline)."""
+    max_variance, thompson, greedy, random, raster); other keys are its options (beta for ucb
+    and thompson, xi for ei and logei). `random` draws uniformly and `raster` scans the pool in
+    order, both without a model (the baselines)."""
 
     kind: str = Field("ucb", description="registered acquisition function")
     q: int = Field(10, ge=1, description="batch size per round")
