@@ -144,7 +144,7 @@ def test_simulate_needs_at_least_one_frame(tmp_path, n):
 def test_find_rejects_a_negative_min_distance(frames, ensemble_path, tmp_path, command):
     result = _run("atoms", command, frames / "frame_000.npy", "--model", ensemble_path,
                   "--out", tmp_path / "out", "--min-distance", -1)
-    _one_line_error(result, "at least 0 pixels", "got -1.0 px")
+    _one_line_error(result, "--min-distance must be at least 0 Å", "got -1.0 Å")
     assert not (tmp_path / "out").exists()
 
 
@@ -155,8 +155,8 @@ def _fail(*_, **__):
 @pytest.fixture
 def no_work(monkeypatch):
     """Make simulating, training and atom finding fail loudly (exit code 1, not 2)."""
-    monkeypatch.setattr("activescope.microscopy.cli.simulate_frame", _fail)
-    monkeypatch.setattr("activescope.microscopy.cli.train_on_simulation", _fail)
+    monkeypatch.setattr("activescope.microscopy.sim.simulate.simulate_frame", _fail)
+    monkeypatch.setattr("activescope.microscopy.training.trainer.train_on_simulation", _fail)
     monkeypatch.setattr("activescope.microscopy.find.predict.Predictor.find", _fail)
 
 

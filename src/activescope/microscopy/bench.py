@@ -4,7 +4,9 @@ Four parts, all on simulated frames with known atoms: in-distribution F1 per lat
 versus dose (+ a PNG curve), time to reach validation F1 >= 0.98, out-of-distribution sets
 (single model vs ensemble vs ensemble after ELIT, and the AUROC of per-atom uncertainty for
 telling wrong detections from right ones), and throughput at 512 x 512 with atom finding
-included. Results go to ``results.md`` (and ``results.json``) in the output folder.
+included. Every accuracy row gives position F1 (classes ignored) and class-aware F1, and a
+per-class table gives precision/recall/F1 of each atom class. Results go to ``results.md``
+(and ``results.json``) in the output folder.
 """
 
 from __future__ import annotations
@@ -25,8 +27,16 @@ from activescope.microscopy.ensemble.finder import Ensemble
 from activescope.microscopy.ensemble.train import train_ensemble
 from activescope.microscopy.find.predict import Predictor
 from activescope.microscopy.nets.unet import build_network
-from activescope.microscopy.sim.simulate import SimConfig, lattice_classes, simulate_batch
-from activescope.microscopy.training.trainer import TrainConfig, ValidationSet, train_on_simulation
+from activescope.microscopy.sim.simulate import (
+    SimConfig,
+    lattice_classes,
+    simulate_batch,
+)
+from activescope.microscopy.training.trainer import (
+    TrainConfig,
+    ValidationSet,
+    train_on_simulation,
+)
 
 OOD_SETS: dict[str, dict] = {
     "wide probe": {"probe_fwhm": (1.4, 1.6)},
@@ -126,18 +136,32 @@ def _uncertainty_aurocs(validation: ValidationSet, atoms) -> dict[str, float]:
             "auroc_1_minus_score": float(roc_auc_score(wrong, 1.0 - ordered["score"].to_numpy()))}
 
 
-def bench_ood(settings: BenchSettings, base_sim: SimConfig, model, members) -> list[dict]:
-    """Single model vs ensemble vs ensemble + ELIT on each out-of-distribution set."""
+def _per_class_rows(label: dict, result, classes: list[str]) -> list[dict]:
+    """One row per atom class: precision, recall, F1, true and found counts."""
+    table = result.per_class(classes)
+    return [{**label, "class": name, "precision": float(row["precision"]),
+             "recall": float(row["recall"]), "f1": float(row["f1"]), "n_true": int(row["n_true"]),
+             "n_found": int(row["n_pred"])} for name, row in table.iterrows()]
+
+
+def bench_ood(settings: BenchSettings, base_sim: SimConfig, model, members,
+              per_class: list[dict] | None = None) -> list[dict]:
+    """Single model vs ensemble vs ensemble + ELIT on each out-of-distribution set.
+
+    Per-class rows of every finder on every set are appended to ``per_class`` when given."""
     classes = model.card.classes
+    n_classes = len(classes)
     rows = []
     for index, (name, change) in enumerate(OOD_SETS.items()):
         sim = replace(base_sim, size=settings.frame_size, **change)
         test = ValidationSet.simulated(sim, settings.eval_frames, seed=500 + index)
         unlabelled = simulate_batch(sim, settings.eval_frames, seed=900 + index)[0]
-        single = test.f1(Predictor(model.model, classes, "cpu"))
+        single_result = test.result(Predictor(model.model, classes, "cpu"))
+        single = single_result.f1
         ensemble = Ensemble(members, classes, "cpu")
         atoms = ensemble.find(test.images)
-        ensemble_f1 = test.score(atoms).f1
+        ensemble_result = test.score(atoms, n_classes)
+        ensemble_f1 = ensemble_result.f1
         aurocs = _uncertainty_aurocs(test, atoms)
         tuned = iterate([copy.deepcopy(m) for m in members], classes, unlabelled,
                         settings.elit_rounds, TrainConfig(steps=settings.elit_steps, batch_size=8,
@@ -145,14 +169,27 @@ def bench_ood(settings: BenchSettings, base_sim: SimConfig, model, members) -> l
                                                           learning_rate=3e-4),
                         sim=replace(base_sim, size=settings.frame_size), device="cpu",
                         progress=False)
-        elit_f1 = test.score(Ensemble(tuned.members, classes, "cpu").find(test.images)).f1
+        elit_result = test.score(Ensemble(tuned.members, classes, "cpu").find(test.images),
+                                 n_classes)
+        elit_f1 = elit_result.f1
         rows.append({"ood_set": name, "single_f1": single, "ensemble_f1": ensemble_f1,
-                     "elit_f1": elit_f1, "elit_gain_vs_single": elit_f1 - single, **aurocs})
+                     "elit_f1": elit_f1, "elit_gain_vs_single": elit_f1 - single,
+                     "single_class_f1": single_result.class_aware_f1,
+                     "ensemble_class_f1": ensemble_result.class_aware_f1,
+                     "elit_class_f1": elit_result.class_aware_f1, **aurocs})
+        if per_class is not None:
+            for finder, result in (("single", single_result), ("ensemble", ensemble_result),
+                                   ("ensemble+ELIT", elit_result)):
+                per_class.extend(_per_class_rows({"set": f"OOD {name}", "finder": finder},
+                                                 result, classes))
     return rows
 
 
-def bench_in_distribution(settings: BenchSettings, config: TrainConfig) -> tuple[list[dict], dict]:
-    """F1 per lattice at moderate dose (5e3 e/Å²) and the time to validation F1 >= 0.98."""
+def bench_in_distribution(settings: BenchSettings, config: TrainConfig,
+                          per_class: list[dict] | None = None) -> tuple[list[dict], dict]:
+    """F1 per lattice at moderate dose (5e3 e/Å²) and the time to validation F1 >= 0.98.
+
+    Per-class rows of every lattice are appended to ``per_class`` when given."""
     rows, models = [], {}
     for lattice in settings.lattices:
         sim = SimConfig(lattice=lattice)
@@ -161,10 +198,15 @@ def bench_in_distribution(settings: BenchSettings, config: TrainConfig) -> tuple
         models[lattice] = trained
         test = ValidationSet.simulated(replace(sim, size=settings.frame_size, dose=5e3),
                                        settings.eval_frames, seed=300)
-        rows.append({"lattice": lattice, "f1_dose_5e3": test.f1(
-            Predictor(trained.model, lattice_classes(lattice), "cpu")),
-            "train_steps": len(trained.history.loss), "train_s": trained.history.seconds,
-            "s_to_val_f1_0.98": trained.history.seconds_to_target})
+        classes = lattice_classes(lattice)
+        result = test.result(Predictor(trained.model, classes, "cpu"))
+        rows.append({"lattice": lattice, "f1_dose_5e3": result.f1,
+                     "class_f1_dose_5e3": result.class_aware_f1,
+                     "train_steps": len(trained.history.loss), "train_s": trained.history.seconds,
+                     "s_to_val_f1_0.98": trained.history.seconds_to_target})
+        if per_class is not None:
+            per_class.extend(_per_class_rows({"set": f"{lattice}, dose 5e3", "finder": "single"},
+                                             result, classes))
     return rows, models
 
 
@@ -181,7 +223,9 @@ def bench_dose_curve(settings: BenchSettings, trained, out: Path) -> list[dict]:
     for dose in DOSES:
         test = ValidationSet.simulated(SimConfig(lattice=lattice, size=settings.frame_size,
                                                  dose=dose), settings.eval_frames, seed=400)
-        rows.append({"dose_e_per_A2": dose, "f1": test.f1(predictor)})
+        result = test.result(predictor)
+        rows.append({"dose_e_per_A2": dose, "f1": result.f1,
+                     "class_aware_f1": result.class_aware_f1})
     figure, axes = plt.subplots(figsize=(4.5, 3.2), constrained_layout=True)
     axes.semilogx([r["dose_e_per_A2"] for r in rows], [r["f1"] for r in rows], "o-")
     axes.set(xlabel="dose (e/Å²)", ylabel="atom F1", title=f"{lattice}: F1 vs dose")
@@ -211,13 +255,14 @@ def run_benchmarks(out: Path, quick: bool = False, threads: int = 1) -> str:
     settings = BenchSettings.make(quick)
     config = TrainConfig(steps=settings.steps, batch_size=8, crop_size=64 if quick else 128)
     started = time.perf_counter()
-    in_dist, models = bench_in_distribution(settings, config)
+    per_class: list[dict] = []
+    in_dist, models = bench_in_distribution(settings, config, per_class)
     base = models[settings.lattices[0]]
     dose_rows = bench_dose_curve(settings, base, out)
     base_sim = SimConfig(lattice=settings.lattices[0])
     ensemble = train_ensemble(base_sim, config, settings.n_members, mode="scratch",
                               device="cpu", progress=False)
-    ood_rows = bench_ood(settings, base_sim, base, ensemble.members)
+    ood_rows = bench_ood(settings, base_sim, base, ensemble.members, per_class)
     speed_rows = [row for n in (1, 2) for row in bench_speed(settings, base, ensemble.members, n)]
     torch.set_num_threads(threads)
     sections = {
@@ -225,6 +270,7 @@ def run_benchmarks(out: Path, quick: bool = False, threads: int = 1) -> str:
         "F1 vs dose": dose_rows,
         f"Out of distribution ({settings.n_members}-member ensemble, ELIT "
         f"{settings.elit_rounds} rounds)": ood_rows,
+        "Per-class precision / recall / F1 (class-aware matching)": per_class,
         "Speed at 512x512 (frames/s, atom finding included unless noted)": speed_rows,
     }
     text = "\n\n".join(f"### {title}\n\n{_table(rows)}" for title, rows in sections.items())

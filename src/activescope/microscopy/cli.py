@@ -3,52 +3,146 @@
 Commands only parse options and call the library; bad input raises ``DataError`` which the
 main entry point prints as one line with exit code 2. Every output destination is checked
 (``io.check_destination``) before the work that fills it starts.
+
+This module must stay cheap to import: ``activescope atoms --help`` and every sub-command's
+``--help`` load it, so torch, the networks, training and matplotlib are imported inside the
+commands only (a test checks that torch stays out of ``sys.modules``).
+
+Distances are in Å: ``--pixel-size`` (Å/px) is given or read from the image file; ``find`` and
+``ensemble-find`` resample a frame to the model's training scale before the network sees it and
+map the atoms back to the frame's own pixels (tables get ``x_A``/``y_A`` in Å too), and check
+that the atoms' nearest-neighbour spacing matches the model's lattice within 10 %.
 """
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Callable, Iterator, Optional
 
-import numpy as np
-import pandas as pd
 import typer
 
 from activescope.engine.errors import DataError
-from activescope.microscopy.find.locate import save_atoms
 from activescope.microscopy.io import check_destination, read_image
-from activescope.microscopy.nets.checkpoint import load_checkpoint, save_checkpoint
-from activescope.microscopy.sim.simulate import (SimConfig, frame_seeds, lattice_classes,
-                                                 simulate_frame)
-from activescope.microscopy.training.trainer import TrainConfig, train_on_simulation
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+    from activescope.microscopy.nets.checkpoint import ModelCard
+    from activescope.microscopy.sim.simulate import SimConfig
+    from activescope.microscopy.training.trainer import TrainConfig
 
 atoms_app = typer.Typer(help="Atom finding: simulate, train, find, ensembles, iterative training.",
                         no_args_is_help=True)
 
 _LATTICE = typer.Option("graphene", help="graphene, mos2, ws2 or srtio3")
 _EXPECT = typer.Option(None, help="check that the model was trained for this lattice's classes")
-_MIN_DISTANCE = typer.Option(4.0, help="pixels, >= 0: of two atoms closer than this the weaker "
-                             "is dropped (0 keeps both)")
+_MIN_DISTANCE = typer.Option(0.5, help="Å, >= 0: of two atoms closer than this the weaker is "
+                             "dropped (0 keeps both); applied at the model's training scale")
+_FIND_PIXEL_SIZE = typer.Option(None, "--pixel-size", help="Å per pixel of the image (default: "
+                                "read from the file; else the model's training scale, with a "
+                                "warning)")
+_STRICT = typer.Option(False, "--strict", help="exit 2 instead of warning when the atoms' "
+                       "spacing disagrees with the model's lattice by more than 10 %, or when "
+                       "too few atoms are found to tell")
+_THREADS = typer.Option(None, "--threads", help="torch CPU threads (default: torch's choice)")
+_TRAIN_PIXEL_SIZE = typer.Option(None, "--pixel-size", help="training scale, Å per pixel "
+                                 "(frames drawn within ±10 % of it; default 0.10-0.14, mean 0.12)"
+                                 "; recorded in the model card")
 _IMAGE_SUFFIXES = {".npy", ".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp", ".dm3", ".dm4",
                    ".emd", ".hspy", ".h5", ".hdf5"}
+PIXEL_SIZE_SPREAD = 0.10
+SPACING_TOLERANCE = 0.10
+
+
+def _warn(message: str) -> None:
+    typer.echo(f"warning: {message}", err=True)
+
+
+def _set_threads(threads: Optional[int]) -> None:
+    """``torch.set_num_threads`` for the compute-heavy commands (None leaves torch's default)."""
+    if threads is None:
+        return
+    if threads < 1:
+        raise DataError(f"--threads must be at least 1, got {threads}")
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def _check_pixel_size(value: Optional[float], what: str = "--pixel-size") -> None:
+    if value is not None and not value > 0:
+        raise DataError(f"{what} must be a positive number of Å per pixel, got {value}")
+
+
+def _check_min_distance(value: float) -> None:
+    if not value >= 0:
+        raise DataError(f"--min-distance must be at least 0 Å, got {value} Å")
+
+
+@contextmanager
+def _progress(description: str) -> Iterator[Callable[[int, int, float], None]]:
+    """A rich progress bar with ETA on stderr; yields the training callback that drives it."""
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("loss {task.fields[loss]}"), TimeElapsedColumn(), TextColumn("ETA"),
+               TimeRemainingColumn())
+    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task(description, total=None, loss="-")
+
+        def update(step: int, total: int, loss: float) -> None:
+            bar.update(task, completed=step, total=total, loss=f"{loss:.4f}")
+
+        yield update
 
 
 def _sim_config(lattice: str, size: int, dose: Optional[float],
-                probe_fwhm: Optional[float]) -> SimConfig:
+                probe_fwhm: Optional[float], pixel_size: Optional[float] = None) -> SimConfig:
+    from activescope.microscopy.sim.simulate import SimConfig
+
     config = SimConfig(lattice=lattice, size=size)
     if dose is not None:
         config.dose = dose
     if probe_fwhm is not None:
         config.probe_fwhm = probe_fwhm
+    if pixel_size is not None:
+        config.pixel_size = pixel_size
+    return config
+
+
+def _training_sim(lattice: str, pixel_size: Optional[float]) -> SimConfig:
+    """Simulation settings for training: the lattice, and the scale within ±10 % of
+    ``pixel_size`` when given (the card then records ``pixel_size`` as the training scale)."""
+    from activescope.microscopy.sim.simulate import SimConfig
+
+    _check_pixel_size(pixel_size)
+    config = SimConfig(lattice=lattice)
+    if pixel_size is not None:
+        config.pixel_size = (pixel_size * (1 - PIXEL_SIZE_SPREAD),
+                             pixel_size * (1 + PIXEL_SIZE_SPREAD))
     return config
 
 
 def _expected_classes(lattice: Optional[str]) -> Optional[list[str]]:
+    from activescope.microscopy.sim.lattices import lattice_classes
+
     return lattice_classes(lattice) if lattice is not None else None
 
 
 def _train_config(steps: int, batch_size: int, crop: int, lr: float, seed: int,
                   dice: float) -> TrainConfig:
+    from activescope.microscopy.training.trainer import TrainConfig
+
     return TrainConfig(steps=steps, batch_size=batch_size, crop_size=crop, learning_rate=lr,
                        seed=seed, dice_weight=dice)
 
@@ -59,16 +153,33 @@ def simulate(out: Path = typer.Argument(..., help="output folder"), lattice: str
              size: int = typer.Option(256, help="frame size, pixels"),
              seed: int = typer.Option(0), dose: Optional[float] = typer.Option(
                  None, help="electrons per Å² (default: random 2e3-2e4 per frame)"),
-             probe_fwhm: Optional[float] = typer.Option(None, help="probe FWHM, Å")) -> None:
-    """Write simulated frames (frame_XXX.npy), label masks (labels_XXX.npy), atoms (atoms_XXX.csv)."""
-    config = _sim_config(lattice, size, dose, probe_fwhm)
+             probe_fwhm: Optional[float] = typer.Option(None, help="probe FWHM, Å"),
+             pixel_size: Optional[float] = typer.Option(
+                 None, "--pixel-size", help="Å per pixel (default: random 0.10-0.14 per frame)"),
+             ) -> None:
+    """Write simulated frames, their label masks and atom tables (pixels and Å).
+
+    frame_XXX.npy with frame_XXX.json (pixel size in Å, read back by `find`), labels_XXX.npy,
+    atoms_XXX.csv."""
+    import json
+
+    import numpy as np
+
+    from activescope.microscopy.find.locate import save_atoms, with_angstrom
+    from activescope.microscopy.sim.simulate import frame_seeds, simulate_frame
+
+    _check_pixel_size(pixel_size)
+    config = _sim_config(lattice, size, dose, probe_fwhm, pixel_size)
     seeds = frame_seeds(seed, n)
     check_destination(out, folder=True)
     for index, frame_seed in enumerate(seeds):
         frame = simulate_frame(config, int(frame_seed))
+        scale = float(frame.params["pixel_size"])
         np.save(out / f"frame_{index:03d}.npy", frame.image)
+        (out / f"frame_{index:03d}.json").write_text(json.dumps(
+            {"pixel_size_angstrom": scale, "lattice": lattice, "seed": int(frame_seed)}))
         np.save(out / f"labels_{index:03d}.npy", frame.labels)
-        save_atoms(frame.atoms, out / f"atoms_{index:03d}.csv")
+        save_atoms(with_angstrom(frame.atoms, scale), out / f"atoms_{index:03d}.csv")
     typer.echo(f"wrote {n} {lattice} frames of {size}x{size} px to {out}")
 
 
@@ -79,18 +190,33 @@ def train(out: Path = typer.Argument(..., help="checkpoint to write (.safetensor
           crop: int = typer.Option(128, help="training crop size, pixels"),
           lr: float = typer.Option(3e-3), seed: int = typer.Option(0),
           dice: float = typer.Option(0.0, help="weight of the Dice loss term"),
-          val_frames: int = typer.Option(8, help="validation frames (256 px)")) -> None:
-    """Train one atom finder on simulated frames and save it as a checkpoint."""
+          val_frames: int = typer.Option(8, help="validation frames (256 px)"),
+          pixel_size: Optional[float] = _TRAIN_PIXEL_SIZE,
+          threads: Optional[int] = _THREADS) -> None:
+    """Train one atom finder on simulated frames and save it as a checkpoint.
+
+    The final validation prints position F1, class-aware F1 and per-class precision/recall/F1.
+    """
+    from activescope.microscopy.nets.checkpoint import save_checkpoint
+    from activescope.microscopy.training.trainer import train_on_simulation
+
+    _set_threads(threads)
     config = _train_config(steps, batch_size, crop, lr, seed, dice)
+    sim = _training_sim(lattice, pixel_size)
     check_destination(out, folder=False)
-    trained = train_on_simulation(SimConfig(lattice=lattice), config, arch, val_frames=val_frames)
+    with _progress(f"training {lattice}") as callback:
+        trained = train_on_simulation(sim, config, arch, val_frames=val_frames, callback=callback)
     save_checkpoint(out, trained.model, trained.card)
-    f1 = trained.history.val_f1[-1] if trained.history.val_f1 else float("nan")
-    typer.echo(f"saved {out}  validation F1 {f1:.4f}  ({trained.history.seconds:.0f} s)")
+    result = trained.history.val_result
+    if result is not None:
+        typer.echo(f"validation on {val_frames} frames: " + result.report(trained.card.classes))
+    typer.echo(f"saved {out}  (training scale {trained.card.pixel_size:.4g} Å/px, "
+               f"{trained.history.seconds:.0f} s)")
 
 
 def _write_outputs(image: np.ndarray, atoms: pd.DataFrame, classes: list[str], out: Path,
                    stem: str, uncertainty: Optional[str] = None) -> Path:
+    from activescope.microscopy.find.locate import save_atoms
     from activescope.microscopy.find.overlay import save_overlay
 
     table = atoms.drop(columns=[c for c in ("frame",) if c in atoms.columns])
@@ -104,20 +230,63 @@ def _write_outputs(image: np.ndarray, atoms: pd.DataFrame, classes: list[str], o
     return csv
 
 
+def _scales(meta: dict, pixel_size: Optional[float], card: ModelCard,
+            source: Path) -> tuple[float, float]:
+    """(frame's Å/px, model's Å/px): from the option, the file or the model, with warnings."""
+    _check_pixel_size(pixel_size)
+    model_scale = card.pixel_size
+    frame_scale = pixel_size if pixel_size is not None else meta.get("pixel_size_angstrom")
+    if model_scale is None:
+        _warn(f"the model card records no training pixel size; {source.name} is used as it is")
+        return (frame_scale or 1.0), (frame_scale or 1.0)
+    if frame_scale is None:
+        _warn(f"{source.name} records no pixel size and no --pixel-size was given: assuming "
+              f"the model's training scale, {model_scale:.4g} Å/px")
+        frame_scale = model_scale
+    return float(frame_scale), float(model_scale)
+
+
+def _check_spacing(atoms: pd.DataFrame, frame_scale: float, card: ModelCard,
+                   strict: bool) -> None:
+    """Warn (or with ``strict`` fail) when the atoms' spacing does not fit the model's lattice."""
+    from activescope.microscopy.find.locate import check_lattice_spacing
+
+    expected = card.lattice_spacing
+    if expected is None:
+        problem = "the model card records no lattice: the atom spacing is not checked"
+    else:
+        problem = check_lattice_spacing(atoms, frame_scale, expected, SPACING_TOLERANCE)
+    if problem is None:
+        return
+    if strict:
+        raise DataError(problem + " (--strict)")
+    _warn(problem)
+
+
 @atoms_app.command()
 def find(image: Path = typer.Argument(..., help="npy/tif/png/dm3/dm4/emd/hspy image"),
          model: Path = typer.Option(..., "--model", help="checkpoint (.safetensors)"),
          out: Path = typer.Option(Path("atoms-out"), "--out", help="output folder"),
          threshold: float = typer.Option(0.5), min_distance: float = _MIN_DISTANCE,
-         lattice: Optional[str] = _EXPECT) -> None:
-    """Find atoms in one image: writes <name>_atoms.csv and <name>_overlay.png."""
+         lattice: Optional[str] = _EXPECT, pixel_size: Optional[float] = _FIND_PIXEL_SIZE,
+         strict: bool = _STRICT, threads: Optional[int] = _THREADS) -> None:
+    """Find atoms in one image: writes <name>_atoms.csv (x, y in pixels, x_A, y_A in Å) and
+    <name>_overlay.png. The frame is resampled to the model's training scale first."""
     from activescope.microscopy.find.predict import Predictor
+    from activescope.microscopy.nets.checkpoint import read_card
 
-    frame, _ = read_image(image)
+    _set_threads(threads)
+    _check_pixel_size(pixel_size)
+    _check_min_distance(min_distance)
+    frame, meta = read_image(image)
+    card = read_card(model)
+    model_scale = card.pixel_size or 1.0
     predictor = Predictor.from_checkpoint(model, _expected_classes(lattice), threshold=threshold,
-                                          min_distance_px=min_distance)
+                                          min_distance_px=min_distance / model_scale)
     check_destination(out, folder=True)
-    atoms = predictor.find(frame)
+    frame_scale, model_scale = _scales(meta, pixel_size, card, image)
+    atoms = predictor.find_at_scale(frame, frame_scale, model_scale)
+    _check_spacing(atoms, frame_scale, card, strict)
     csv = _write_outputs(frame, atoms, predictor.classes, out, image.stem)
     typer.echo(f"wrote {csv}")
 
@@ -129,16 +298,22 @@ def ensemble_train(out: Path = typer.Argument(..., help="ensemble checkpoint to 
                    arch: str = typer.Option("lite_unet"), steps: int = typer.Option(500),
                    finetune_steps: int = typer.Option(100), batch_size: int = typer.Option(16),
                    crop: int = typer.Option(128), lr: float = typer.Option(3e-3),
-                   seed: int = typer.Option(0)) -> None:
+                   seed: int = typer.Option(0), pixel_size: Optional[float] = _TRAIN_PIXEL_SIZE,
+                   threads: Optional[int] = _THREADS) -> None:
     """Train an ensemble (different seeds and batch orders) and save it as one checkpoint."""
     from activescope.microscopy.ensemble.train import train_ensemble
+    from activescope.microscopy.nets.checkpoint import save_checkpoint
 
+    _set_threads(threads)
     config = _train_config(steps, batch_size, crop, lr, seed, 0.0)
+    sim = _training_sim(lattice, pixel_size)
     check_destination(out, folder=False)
-    trained = train_ensemble(SimConfig(lattice=lattice), config, members, arch, mode=mode,
-                             finetune_steps=finetune_steps)
+    with _progress(f"training {members} members") as callback:
+        trained = train_ensemble(sim, config, members, arch, mode=mode,
+                                 finetune_steps=finetune_steps, callback=callback)
     save_checkpoint(out, trained.members, trained.card)
-    typer.echo(f"saved {members}-member ensemble to {out}")
+    typer.echo(f"saved {members}-member ensemble to {out}  (training scale "
+               f"{trained.card.pixel_size:.4g} Å/px)")
 
 
 @atoms_app.command("ensemble-find")
@@ -153,35 +328,80 @@ def ensemble_find(image: Path = typer.Argument(..., help="npy/tif/png/dm3/dm4/em
                                               "else one fused grouped-convolution network)"),
                   member_lookup: bool = typer.Option(False, "--member-lookup", help="find atoms "
                                                      "on the mean map and look members up around "
-                                                     "them (faster, approximate spread)")) -> None:
-    """Ensemble atom finding: CSV with per-atom uncertainty, overlay and variance-map PNGs."""
+                                                     "them (faster, approximate spread)"),
+                  pixel_size: Optional[float] = _FIND_PIXEL_SIZE, strict: bool = _STRICT,
+                  threads: Optional[int] = _THREADS) -> None:
+    """Ensemble atom finding: CSV with per-atom uncertainty, overlay and variance-map PNGs.
+
+    The frame is resampled to the model's training scale first; positions are reported in the
+    frame's pixels and in Å."""
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
+    from scipy import ndimage
 
     from activescope.microscopy.ensemble.finder import Ensemble
+    from activescope.microscopy.nets.checkpoint import read_card
 
-    frame, _ = read_image(image)
+    _set_threads(threads)
+    _check_pixel_size(pixel_size)
+    _check_min_distance(min_distance)
+    frame, meta = read_image(image)
+    card = read_card(model)
+    model_scale = card.pixel_size or 1.0
     ensemble = Ensemble.from_checkpoint(model, _expected_classes(lattice), threshold=threshold,
-                                        min_distance_px=min_distance, min_frequency=min_frequency,
-                                        backend=backend, member_lookup=member_lookup)
+                                        min_distance_px=min_distance / model_scale,
+                                        min_frequency=min_frequency, backend=backend,
+                                        member_lookup=member_lookup)
     check_destination(out, folder=True)
-    atoms, maps = ensemble.find_with_maps(frame)
+    frame_scale, model_scale = _scales(meta, pixel_size, card, image)
+    atoms, maps = ensemble.find_at_scale(frame, frame_scale, model_scale)
+    _check_spacing(atoms, frame_scale, card, strict)
     csv = _write_outputs(frame, atoms, ensemble.classes, out, image.stem, "uncertainty")
-    plt.imsave(out / f"{image.stem}_variance.png", maps.atom_variance[0], cmap="magma")
+    variance = maps.atom_variance[0]
+    if variance.shape != frame.shape:
+        variance = ndimage.zoom(variance, [a / b for a, b in zip(frame.shape, variance.shape)],
+                                order=1, mode="nearest", grid_mode=True)
+    plt.imsave(out / f"{image.stem}_variance.png", variance, cmap="magma")
     typer.echo(f"wrote {csv} and {out / (image.stem + '_variance.png')}")
 
 
-def _read_folder(folder: Path) -> np.ndarray:
+def _read_folder(folder: Path, pixel_size: Optional[float],
+                 model_scale: Optional[float]) -> np.ndarray:
+    """The folder's frames resampled to ``model_scale`` (Å/px) and cropped to one shape.
+
+    Each frame's own scale is ``pixel_size`` when given, else what its file records, else the
+    model's scale (with one warning naming how many frames lacked one).
+    """
+    import numpy as np
+
+    from activescope.microscopy.find.locate import rescale_frame
+
     if not folder.is_dir():
         raise DataError(f"{folder} is not a folder of images")
     paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in _IMAGE_SUFFIXES)
     if not paths:
         raise DataError(f"no images ({', '.join(sorted(_IMAGE_SUFFIXES))}) in {folder}")
-    frames = [read_image(path)[0] for path in paths]
-    if len({frame.shape for frame in frames}) > 1:
-        raise DataError(f"images in {folder} differ in shape; ELIT needs one frame size")
+    frames, unscaled = [], 0
+    for path in paths:
+        frame, meta = read_image(path)
+        scale = pixel_size if pixel_size is not None else meta.get("pixel_size_angstrom")
+        if model_scale is not None and scale is None:
+            unscaled += 1
+        if model_scale is not None and scale is not None:
+            frame = rescale_frame(frame, scale / model_scale)
+        frames.append(frame)
+    if unscaled:
+        _warn(f"{unscaled} of {len(paths)} frames record no pixel size and no --pixel-size was "
+              f"given: assuming the model's training scale, {model_scale:.4g} Å/px")
+    shapes = {frame.shape for frame in frames}
+    if len(shapes) > 1:
+        if model_scale is None:
+            raise DataError(f"images in {folder} differ in shape; ELIT needs one frame size")
+        height = min(shape[0] for shape in shapes)
+        width = min(shape[1] for shape in shapes)
+        frames = [frame[:height, :width] for frame in frames]
     return np.stack(frames)
 
 
@@ -191,14 +411,24 @@ def iterate(folder: Path = typer.Argument(..., help="folder of unlabelled images
             out: Path = typer.Option(..., "--out", help="fine-tuned ensemble checkpoint"),
             rounds: int = typer.Option(2), steps: int = typer.Option(100, help="steps per round"),
             batch_size: int = typer.Option(8), crop: int = typer.Option(128),
-            lr: float = typer.Option(3e-4), seed: int = typer.Option(0)) -> None:
-    """Ensemble iterative training (ELIT): self-train the ensemble on unlabelled frames."""
-    from activescope.microscopy.ensemble.elit import iterate as run_elit
+            lr: float = typer.Option(3e-4), seed: int = typer.Option(0),
+            pixel_size: Optional[float] = typer.Option(
+                None, "--pixel-size", help="Å per pixel of every image (default: read from each "
+                "file; else the model's training scale, with a warning)"),
+            threads: Optional[int] = _THREADS) -> None:
+    """Ensemble iterative training (ELIT): self-train the ensemble on unlabelled frames.
 
-    frames = _read_folder(folder)
+    Frames are resampled to the model's training scale (and cropped to one shape) first."""
+    from activescope.microscopy.ensemble.elit import iterate as run_elit
+    from activescope.microscopy.nets.checkpoint import load_checkpoint, save_checkpoint
+    from activescope.microscopy.training.trainer import TrainConfig
+
+    _set_threads(threads)
+    _check_pixel_size(pixel_size)
     members, card = load_checkpoint(model)
     if len(members) < 2:
         raise DataError(f"{model} holds one model; ELIT needs an ensemble checkpoint")
+    frames = _read_folder(folder, pixel_size, card.pixel_size)
     multiple = members[0].size_multiple
     crop = min(crop, *frames.shape[1:]) // multiple * multiple
     if crop < multiple:
@@ -206,7 +436,8 @@ def iterate(folder: Path = typer.Argument(..., help="folder of unlabelled images
     config = TrainConfig(steps=steps, batch_size=batch_size, crop_size=crop, learning_rate=lr,
                          seed=seed)
     check_destination(out, folder=False)
-    result = run_elit(members, card.classes, frames, rounds, config)
+    with _progress(f"ELIT {rounds} round(s) x {len(members)} members") as callback:
+        result = run_elit(members, card.classes, frames, rounds, config, callback=callback)
     card.training["elit"] = {"rounds": rounds, "steps": steps, "frames": len(frames)}
     save_checkpoint(out, result.members, card)
     for entry in result.rounds:

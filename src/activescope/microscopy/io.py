@@ -5,7 +5,7 @@ Supported: ``.npy``; ``.tif``/``.tiff`` (tifffile); ``.png``/``.jpg``/``.jpeg``/
 HyperSpy ``.hspy`` (RosettaSciIO); and any 2-D dataset inside an HDF5 file addressed as
 ``file.h5:/group/dataset`` (``.h5``/``.hdf5``; the dataset path may be left out when the file
 holds exactly one 2-D dataset). The pixel size is reported in Å when the file records it in a
-length unit.
+length unit (for ``.npy``, in a sidecar ``<name>.json`` with ``pixel_size_angstrom``).
 
 Outputs go the other way: ``check_destination`` makes sure an output folder or file can be
 written before a command spends minutes simulating or training for it.
@@ -13,6 +13,7 @@ written before a command spends minutes simulating or training for it.
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -70,7 +71,18 @@ def as_image(data: Any, source: str) -> np.ndarray:
 
 
 def _read_npy(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
-    return np.load(path, allow_pickle=False), {}
+    """A ``.npy`` array; its pixel size comes from a sidecar ``<name>.json`` when there is one
+    (``{"pixel_size_angstrom": 0.1}``, as ``activescope atoms simulate`` writes)."""
+    meta: dict[str, Any] = {}
+    sidecar = path.with_suffix(".json")
+    if sidecar.is_file():
+        try:
+            value = json.loads(sidecar.read_text()).get("pixel_size_angstrom")
+        except (ValueError, AttributeError, OSError):
+            value = None
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            meta.update(pixel_size=float(value), pixel_unit="Å")
+    return np.load(path, allow_pickle=False), meta
 
 
 def _read_tiff(path: Path) -> tuple[np.ndarray, dict[str, Any]]:

@@ -23,8 +23,14 @@ from activescope.microscopy.find.predict import validate_images
 from activescope.microscopy.nets.unet import UNet
 from activescope.microscopy.sim.simulate import SimConfig
 from activescope.microscopy.training.augment import IGNORE_INDEX
-from activescope.microscopy.training.trainer import (FrameSource, LabelledFrames,
-                                                     SimulatedFrames, TrainConfig, Trainer)
+from activescope.microscopy.training.trainer import (
+    FrameSource,
+    LabelledFrames,
+    ProgressCallback,
+    SimulatedFrames,
+    TrainConfig,
+    Trainer,
+)
 
 
 @dataclass
@@ -121,12 +127,13 @@ class IterationResult:
 def iterate(members: list[UNet], classes: list[str], images: np.ndarray, rounds: int,
             config: TrainConfig, rule: PseudoLabelRule | None = None,
             sim: SimConfig | None = None, simulated_share: float = 0.25,
-            device: str | torch.device | None = None, progress: bool = True,
-            **ensemble_kwargs) -> IterationResult:
+            device: str | torch.device | None = None, progress: bool = False,
+            callback: ProgressCallback | None = None, **ensemble_kwargs) -> IterationResult:
     """Run ``rounds`` ELIT rounds of ``config.steps`` fine-tuning steps per member.
 
     ``images`` are unlabelled frames ``(N, H, W)`` at least ``config.crop_size`` pixels wide.
     With ``sim`` given, ``simulated_share`` of every batch is fresh simulated frames.
+    ``callback(step, total, loss)`` counts fine-tuning steps over all rounds and members.
     """
     if rounds < 1:
         raise DataError(f"ELIT needs at least one round, got {rounds}")
@@ -136,6 +143,7 @@ def iterate(members: list[UNet], classes: list[str], images: np.ndarray, rounds:
                         f"{config.crop_size}; lower crop_size")
     members = list(members)
     log: list[IterationRound] = []
+    total = rounds * len(members) * config.steps
     for round_index in range(rounds):
         ensemble = Ensemble(members, classes, device, **ensemble_kwargs)
         labels, atoms = pseudo_labels(ensemble, stack, rule)
@@ -146,5 +154,9 @@ def iterate(members: list[UNet], classes: list[str], images: np.ndarray, rounds:
             source = MixedFrames(source, SimulatedFrames(sim, config.crop_size), simulated_share)
         for k, member in enumerate(members):
             seed = config.seed + 7919 * (round_index + 1) + k
-            Trainer(member, source, replace(config, batch_seed=seed), device).fit(progress=progress)
+            offset = (round_index * len(members) + k) * config.steps
+            counted = (None if callback is None else
+                       lambda step, _, loss, offset=offset: callback(offset + step, total, loss))
+            Trainer(member, source, replace(config, batch_seed=seed), device).fit(
+                callback=counted)
     return IterationResult(members, labels, log)

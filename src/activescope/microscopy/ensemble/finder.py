@@ -31,11 +31,19 @@ from scipy.spatial import cKDTree
 from torch.func import functional_call, stack_module_state
 
 from activescope.engine.errors import DataError, SpecError
-from activescope.microscopy.find.locate import check_find_settings
+from activescope.microscopy.find.locate import (
+    check_find_settings,
+    rescale_frame,
+    to_original_pixels,
+)
 from activescope.microscopy.find.metrics import detection_scores
-from activescope.microscopy.find.predict import (atoms_from_probabilities, default_device,
-                                                 fuse_batchnorm, to_network_input,
-                                                 validate_images)
+from activescope.microscopy.find.predict import (
+    atoms_from_probabilities,
+    default_device,
+    fuse_batchnorm,
+    to_network_input,
+    validate_images,
+)
 from activescope.microscopy.nets.checkpoint import load_checkpoint
 from activescope.microscopy.nets.fused import FusedUNet, fusable
 from activescope.microscopy.nets.unet import UNet
@@ -183,6 +191,18 @@ class Ensemble:
         else:
             atoms = self.group_all(maps)
         return atoms[atoms["detection_freq"] >= self.min_frequency].reset_index(drop=True), maps
+
+    def find_at_scale(self, image: np.ndarray, pixel_size: float, model_pixel_size: float
+                      ) -> tuple[pd.DataFrame, EnsembleMaps]:
+        """Consensus atoms of one frame of ``pixel_size`` Å/px, found at ``model_pixel_size``.
+
+        As ``Predictor.find_at_scale``: positions come back in the frame's own pixels, with
+        ``x_A``/``y_A`` in Å; the maps stay at the network's scale.
+        """
+        frame = validate_images(image)[0]
+        scaled = rescale_frame(frame, pixel_size / model_pixel_size)
+        atoms, maps = self.find_with_maps(scaled)
+        return to_original_pixels(atoms, frame.shape, scaled.shape, pixel_size), maps
 
     def group_all(self, maps: EnsembleMaps) -> pd.DataFrame:
         """Every atom any member found, with its uncertainty columns (no frequency cut)."""

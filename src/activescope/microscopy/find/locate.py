@@ -153,3 +153,98 @@ def read_atoms(path: str | Path) -> pd.DataFrame:
     if missing:
         raise DataError(f"atom table {path} lacks column(s) {', '.join(sorted(missing))}")
     return table
+
+
+# --- pixel size: frames resampled to a network's training scale, lattice spacing checks -----
+
+MIN_ATOMS_FOR_SPACING = 8
+
+
+def rescale_frame(image: np.ndarray, factor: float) -> np.ndarray:
+    """Resample a frame ``(H, W)`` by ``factor`` (> 1 enlarges) with cubic splines, vectorised.
+
+    The output has ``round(H * factor) x round(W * factor)`` pixels and pixel centres are
+    aligned (``grid_mode``): output pixel ``i`` samples input coordinate
+    ``(i + 0.5) * H / H_out - 0.5``, the mapping ``to_original_pixels`` inverts. Shrinking is
+    preceded by a Gaussian anti-alias blur. ``factor`` within 0.1 % of 1 returns the frame.
+    """
+    image = np.asarray(image, dtype=np.float32)
+    if not (np.isfinite(factor) and factor > 0):
+        raise DataError(f"rescale factor must be positive, got {factor}")
+    if abs(factor - 1.0) < 1e-3:
+        return image
+    shape = tuple(max(int(round(n * factor)), 1) for n in image.shape)
+    if factor < 1.0:
+        image = ndimage.gaussian_filter(image, sigma=0.5 * np.sqrt(1.0 / factor**2 - 1.0),
+                                        mode="nearest")
+    zoom = [new / old for new, old in zip(shape, image.shape)]
+    return ndimage.zoom(image, zoom, order=3, mode="nearest", grid_mode=True).astype(np.float32)
+
+
+def to_original_pixels(atoms: pd.DataFrame, original_shape: tuple[int, int],
+                       scaled_shape: tuple[int, int], pixel_size: float | None) -> pd.DataFrame:
+    """Map ``x``/``y`` found on a ``rescale_frame`` output back to the original frame's pixels.
+
+    Pixel-valued spreads (``pos_spread_px``) are rescaled too; with ``pixel_size`` (Å/px of the
+    original frame) columns ``x_A``/``y_A`` give the positions in Å.
+    """
+    sy = original_shape[0] / scaled_shape[0]
+    sx = original_shape[1] / scaled_shape[1]
+    table = atoms.copy()
+    if (sy, sx) != (1.0, 1.0):
+        table["x"] = (table["x"].astype(float) + 0.5) * sx - 0.5
+        table["y"] = (table["y"].astype(float) + 0.5) * sy - 0.5
+        if "pos_spread_px" in table:
+            table["pos_spread_px"] = table["pos_spread_px"].astype(float) * np.sqrt(sx * sy)
+    return with_angstrom(table, pixel_size)
+
+
+def with_angstrom(atoms: pd.DataFrame, pixel_size: float | None) -> pd.DataFrame:
+    """``atoms`` with ``x_A``/``y_A`` (Å) after ``x``/``y`` when ``pixel_size`` (Å/px) is known."""
+    table = atoms.drop(columns=[c for c in ("x_A", "y_A") if c in atoms.columns])
+    if pixel_size is None or len(table.columns) < 2:
+        return table
+    at = list(table.columns).index("y") + 1 if "y" in table.columns else len(table.columns)
+    table.insert(at, "x_A", table["x"].astype(float) * pixel_size)
+    table.insert(at + 1, "y_A", table["y"].astype(float) * pixel_size)
+    return table
+
+
+def nearest_neighbour_spacing(xy: np.ndarray) -> float:
+    """Median distance from each point ``(n, 2)`` to its nearest neighbour (NaN below 2 points)."""
+    xy = np.asarray(xy, dtype=float).reshape(-1, 2)
+    if len(xy) < 2:
+        return float("nan")
+    distance, _ = cKDTree(xy).query(xy, k=2)
+    return float(np.median(distance[:, 1]))
+
+
+def lattice_spacing_angstrom(lattice: str, strain: float = 0.0) -> float:
+    """Median nearest-neighbour distance between the projected columns of ``lattice``, Å."""
+    from activescope.microscopy.sim.lattices import projected_lattice
+
+    lat = projected_lattice(lattice)
+    shifts = np.array([(i, j) for i in (-1, 0, 1) for j in (-1, 0, 1)], dtype=float) @ lat.cell
+    tiled = (lat.column_xy[None, :, :] + shifts[:, None, :]).reshape(-1, 2)
+    distance, _ = cKDTree(tiled).query(lat.column_xy, k=2)
+    return float(np.median(distance[:, 1])) * (1.0 + strain)
+
+
+def check_lattice_spacing(atoms: pd.DataFrame, pixel_size: float, expected_angstrom: float,
+                          tolerance: float = 0.10) -> str | None:
+    """None when the found atoms' spacing agrees with ``expected_angstrom``, else why not.
+
+    The spacing is the median nearest-neighbour distance of the atoms (``x``/``y`` in pixels of
+    ``pixel_size`` Å/px); it must lie within ``tolerance`` (relative) of the expected spacing.
+    Fewer than ``MIN_ATOMS_FOR_SPACING`` atoms cannot tell, which is reported too.
+    """
+    if len(atoms) < MIN_ATOMS_FOR_SPACING:
+        return (f"only {len(atoms)} atoms found: too few to check the lattice spacing "
+                f"(expected {expected_angstrom:.2f} Å between neighbours)")
+    found = nearest_neighbour_spacing(atoms[["x", "y"]].to_numpy()) * pixel_size
+    mismatch = found / expected_angstrom - 1.0
+    if abs(mismatch) > tolerance:
+        return (f"atom spacing {found:.2f} Å differs from the model's lattice "
+                f"({expected_angstrom:.2f} Å) by {mismatch:+.0%}: wrong material or pixel size "
+                f"({pixel_size:.4g} Å/px)?")
+    return None

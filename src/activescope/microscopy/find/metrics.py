@@ -72,6 +72,12 @@ class MatchResult:
         """Share of matched pairs whose predicted class equals the true class."""
         return float(self.pred_correct.sum() / self.n_matched) if self.n_matched else float("nan")
 
+    @property
+    def class_aware_f1(self) -> float:
+        """F1 counting a match only when the class is right too (pooled over classes)."""
+        total = self.n_pred + self.n_true
+        return 2.0 * float(self.pred_correct.sum()) / total if total else float("nan")
+
     def per_class(self, classes: Sequence[str] | None = None) -> pd.DataFrame:
         """Class-aware precision, recall and F1 for each atom class (rows 1..C-1)."""
         hits = np.diag(self.confusion)[1:].astype(float)
@@ -95,7 +101,25 @@ class MatchResult:
         """Scalar metrics as a flat dict (for tables and JSON)."""
         return {"n_true": self.n_true, "n_pred": self.n_pred, "n_matched": self.n_matched,
                 "precision": self.precision, "recall": self.recall, "f1": self.f1,
-                "rmse_px": self.rmse_px, "class_accuracy": self.class_accuracy}
+                "rmse_px": self.rmse_px, "class_accuracy": self.class_accuracy,
+                "class_aware_f1": self.class_aware_f1}
+
+    def per_class_summary(self, classes: Sequence[str] | None = None) -> dict[str, float]:
+        """Per-class precision/recall/F1 flattened as ``<class>_precision`` ... (for tables)."""
+        table = self.per_class(classes)
+        return {f"{name}_{metric}": float(table.loc[name, metric])
+                for name in table.index for metric in ("precision", "recall", "f1")}
+
+    def report(self, classes: Sequence[str] | None = None) -> str:
+        """Position F1, class-aware F1 and a per-class precision/recall/F1 table, as text."""
+        lines = [f"position F1 {self.f1:.4f}  class-aware F1 {self.class_aware_f1:.4f}  "
+                 f"({self.n_matched} of {self.n_true} true atoms matched, {self.n_pred} found)",
+                 f"  {'class':<12}{'precision':>10}{'recall':>10}{'F1':>10}{'true':>8}"
+                 f"{'found':>8}"]
+        for name, row in self.per_class(classes).iterrows():
+            lines.append(f"  {str(name):<12}{row['precision']:>10.4f}{row['recall']:>10.4f}"
+                         f"{row['f1']:>10.4f}{int(row['n_true']):>8d}{int(row['n_pred']):>8d}")
+        return "\n".join(lines)
 
 
 def _points(table: pd.DataFrame | np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray]:

@@ -21,7 +21,12 @@ from torch.nn import functional as F
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from activescope.engine.errors import DataError
-from activescope.microscopy.find.locate import check_find_settings, find_atoms
+from activescope.microscopy.find.locate import (
+    check_find_settings,
+    find_atoms,
+    rescale_frame,
+    to_original_pixels,
+)
 from activescope.microscopy.nets.checkpoint import load_checkpoint
 from activescope.microscopy.nets.unet import ConvBlock, UNet, standardize
 
@@ -143,6 +148,19 @@ class Predictor:
         """Atoms and the probability maps they came from."""
         probs = self.probabilities(images)
         return atoms_from_probabilities(probs, **self.find_kwargs), probs
+
+    def find_at_scale(self, image: np.ndarray, pixel_size: float,
+                      model_pixel_size: float) -> pd.DataFrame:
+        """Atoms in one frame of ``pixel_size`` Å/px by a network trained at ``model_pixel_size``.
+
+        The frame is resampled to the network's scale (``scale.rescale_frame``), atoms are found
+        there, and their positions are mapped back to the frame's own pixels; ``x_A``/``y_A``
+        give them in Å. ``min_distance_px`` and ``edge_px`` act at the network's scale.
+        """
+        frame = validate_images(image)[0]
+        scaled = rescale_frame(frame, pixel_size / model_pixel_size)
+        atoms = self.find(scaled)
+        return to_original_pixels(atoms, frame.shape, scaled.shape, pixel_size)
 
 
 def atoms_from_probabilities(probs: np.ndarray, **find_kwargs) -> pd.DataFrame:

@@ -41,6 +41,25 @@ class ModelCard:
     n_members: int = 1
     version: str = field(default_factory=lambda: version("activescope"))
 
+    @property
+    def lattice(self) -> str | None:
+        """The lattice the networks were trained on, when the card records it."""
+        value = self.training.get("lattice") or self.training.get("simulation", {}).get("lattice")
+        return str(value) if value else None
+
+    @property
+    def lattice_spacing(self) -> float | None:
+        """Nearest-neighbour column spacing of the training lattice in Å, when known."""
+        value = self.training.get("lattice_spacing_A")
+        if value is not None:
+            return float(value)
+        if self.lattice is None:
+            return None
+        from activescope.microscopy.find.locate import lattice_spacing_angstrom
+
+        strain = self.training.get("simulation", {}).get("strain", 0.0)
+        return lattice_spacing_angstrom(self.lattice, float(strain or 0.0))
+
     def build(self) -> UNet:
         """A freshly initialised network of this card's architecture."""
         return build_network(self.architecture, n_classes=len(self.classes),

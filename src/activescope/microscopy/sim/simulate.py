@@ -23,6 +23,18 @@ A frame is made in five vectorised steps, each drawn from a numpy Generator seed
 
 Parameters given as ``(low, high)`` are drawn uniformly per frame (augmentation); a single
 number fixes them. All lengths are in Å unless the name says pixels.
+
+**Domain randomisation** (all off by default, so default frames are bit-identical to the
+original model): ``contrast_exponent`` (the HAADF Z exponent n, 1.7 by default; 1.3–2.0 is the
+physical range), ``sublattice_jitter`` (a per-frame log-normal factor per column class, which
+changes sublattice intensity ratios), ``thickness`` (a channelling-like saturation
+``I -> I (1 + t) / (1 + t I)`` that compresses bright columns relative to dim ones, as in thicker
+crystals), ``column_jitter`` (per-column log-normal intensity noise), ``probe_ellipticity`` /
+``probe_tail`` (an elliptical probe at a random angle; a share of the intensity in a broad
+Gaussian tail ``probe_tail_width`` times wider) and ``row_noise`` (additive per-scan-line
+offsets). These draws come from a fourth random stream, so switching them on never changes the
+columns, defects or scan jitter of a seed (the shot and read noise follow the new signal).
+:func:`randomized_config` switches them all on at once.
 """
 
 from __future__ import annotations
@@ -40,7 +52,7 @@ from activescope.microscopy.sim.lattices import ProjectedLattice, lattice_classe
 Range = float | tuple[float, float]
 
 __all__ = ["SimConfig", "Frame", "lattice_classes", "simulate_frame", "simulate_batch",
-           "standardize"]
+           "standardize", "randomized_config", "column_intensities", "RANDOMIZATION"]
 
 _FWHM_TO_SIGMA = 1.0 / (2.0 * np.sqrt(2.0 * np.log(2.0)))
 _HAADF_EXPONENT = 1.7
@@ -57,6 +69,14 @@ class SimConfig:
     ``background``: peak amplitude of the smooth background, in units of a host column's peak.
     ``strain``: relative change of the lattice parameter (isotropic), for out-of-distribution tests.
     ``label_radius``: radius of the label disks (Å), at least one pixel.
+    ``contrast_exponent``: n in column intensity ∝ Σ Z^n (HAADF, physical range about 1.3–2.0).
+    ``sublattice_jitter``: std of log(per-class intensity factor), drawn once per frame.
+    ``thickness``: saturation t of the column intensities, ``I (1 + t) / (1 + t I)`` (0 = none).
+    ``column_jitter``: std of log(per-column intensity factor).
+    ``probe_ellipticity``: 1 - minor/major axis ratio of the probe (random orientation).
+    ``probe_tail``: share (0–1) of the probe intensity in a broad Gaussian tail
+    ``probe_tail_width`` times wider than the probe core.
+    ``row_noise``: std of an additive offset per scan line, in units of a host column's peak.
     """
 
     lattice: str = "graphene"
@@ -75,6 +95,14 @@ class SimConfig:
     strain: float = 0.0
     potential_sigma: float = 0.2
     label_radius: float = 0.35
+    contrast_exponent: Range = _HAADF_EXPONENT
+    sublattice_jitter: Range = 0.0
+    thickness: Range = 0.0
+    column_jitter: Range = 0.0
+    probe_ellipticity: Range = 0.0
+    probe_tail: Range = 0.0
+    probe_tail_width: Range = 4.0
+    row_noise: Range = 0.0
 
 
 @dataclass
@@ -105,6 +133,34 @@ def _draw(rng: np.random.Generator, value: Range, name: str) -> float:
     return float(value)
 
 
+_STYLE_FIELDS = ("contrast_exponent", "sublattice_jitter", "thickness", "column_jitter",
+                 "probe_ellipticity", "probe_tail", "probe_tail_width", "row_noise")
+
+#: Ranges :func:`randomized_config` uses: everything a network must not key on.
+RANDOMIZATION: dict[str, tuple[float, float]] = {
+    "contrast_exponent": (1.3, 2.0),
+    "sublattice_jitter": (0.0, 0.15),
+    "thickness": (0.0, 1.0),
+    "column_jitter": (0.0, 0.08),
+    "probe_fwhm": (0.6, 1.2),
+    "probe_ellipticity": (0.0, 0.3),
+    "probe_tail": (0.0, 0.3),
+    "probe_tail_width": (3.0, 6.0),
+    "background": (0.0, 0.6),
+    "read_noise": (0.0, 0.1),
+    "jitter": (0.0, 0.6),
+    "row_noise": (0.0, 0.05),
+}
+
+
+def randomized_config(**overrides: Any) -> SimConfig:
+    """A :class:`SimConfig` with every domain-randomisation range of :data:`RANDOMIZATION` on.
+
+    Keyword arguments override any field (``lattice``, ``size``, or a narrower range).
+    """
+    return SimConfig(**{**RANDOMIZATION, **overrides})
+
+
 def _validate(config: SimConfig) -> None:
     if config.size < 8:
         raise SpecError(f"SimConfig.size must be at least 8 pixels, got {config.size}")
@@ -133,6 +189,44 @@ def _draw_params(config: SimConfig, rng: np.random.Generator) -> dict[str, Any]:
     drift_angle = rng.uniform(0.0, 2.0 * np.pi)
     p["drift_xy"] = p["drift"] * np.array([np.cos(drift_angle), np.sin(drift_angle)])
     return p
+
+
+def _draw_style(config: SimConfig, rng: np.random.Generator, n_classes: int) -> dict[str, Any]:
+    """Per-frame domain-randomisation settings, from their own stream, always in one order."""
+    p = {name: _draw(rng, getattr(config, name), name) for name in _STYLE_FIELDS}
+    if not p["contrast_exponent"] > 0:
+        raise SpecError(f"SimConfig.contrast_exponent must be positive, got "
+                        f"{p['contrast_exponent']}")
+    for name in ("sublattice_jitter", "thickness", "column_jitter", "row_noise"):
+        if not p[name] >= 0:
+            raise SpecError(f"SimConfig.{name} must not be negative, got {p[name]}")
+    if not 0.0 <= p["probe_ellipticity"] < 1.0:
+        raise SpecError(f"SimConfig.probe_ellipticity must lie in [0, 1), got "
+                        f"{p['probe_ellipticity']}")
+    if not 0.0 <= p["probe_tail"] <= 1.0:
+        raise SpecError(f"SimConfig.probe_tail must lie in [0, 1], got {p['probe_tail']}")
+    if not p["probe_tail_width"] >= 1.0:
+        raise SpecError(f"SimConfig.probe_tail_width must be at least 1, got "
+                        f"{p['probe_tail_width']}")
+    p["probe_angle_deg"] = float(rng.uniform(0.0, 180.0))
+    p["class_factor"] = np.exp(rng.normal(0.0, 1.0, n_classes) * p["sublattice_jitter"])
+    return p
+
+
+def column_intensities(z: np.ndarray, reference_z: np.ndarray, exponent: float = _HAADF_EXPONENT,
+                       thickness: float = 0.0) -> np.ndarray:
+    """Relative HAADF column intensities ``Σ Z^n / max_reference Σ Z^n``, then saturated.
+
+    ``z``: (K, D) atomic numbers per column (0 = empty); ``reference_z``: the host columns whose
+    brightest one defines intensity 1. ``thickness`` t maps I to ``I (1 + t) / (1 + t I)``
+    (1 stays 1, dim columns gain relative to bright ones: channelling saturation).
+    """
+    z = np.asarray(z, dtype=float)
+    reference = (np.asarray(reference_z, dtype=float) ** exponent).sum(axis=1).max()
+    intensity = (z ** exponent).sum(axis=1) / reference
+    if thickness > 0:
+        intensity = intensity * (1.0 + thickness) / (1.0 + thickness * intensity)
+    return intensity
 
 
 def _columns(lat: ProjectedLattice, config: SimConfig, p: dict[str, Any],
@@ -166,13 +260,18 @@ def _defects(lat: ProjectedLattice, config: SimConfig, basis_index: np.ndarray,
 
 
 def _render(xy: np.ndarray, weight: np.ndarray, shape: tuple[int, int], sigma_px: float,
-            row_shift: np.ndarray) -> np.ndarray:
+            row_shift: np.ndarray, ellipticity: float = 0.0, angle_deg: float = 0.0,
+            tail: float = 0.0, tail_width: float = 4.0) -> np.ndarray:
     """Unit-peak Gaussians of width ``sigma_px`` at ``xy`` scaled by ``weight``, rows shifted.
 
     Bilinear splatting (exact first moment), then one FFT pass that applies the Gaussian blur
     and shifts row r by ``row_shift[r]`` pixels along x (scan-line jitter, a per-row phase ramp
     between the column and row transforms). The caller pads the grid so the periodic wrap only
     touches the discarded border.
+
+    With ``ellipticity`` e > 0 the probe core has axes ``sigma_px / sqrt(1 - e)`` and
+    ``sigma_px * sqrt(1 - e)`` (same area) along ``angle_deg``; with ``tail`` a > 0 a share a of
+    each column's integral is spread ``tail_width`` times wider (the peak drops accordingly).
     """
     h, w = shape
     x0 = np.floor(xy[:, 0]).astype(np.int64)
@@ -189,12 +288,32 @@ def _render(xy: np.ndarray, weight: np.ndarray, shape: tuple[int, int], sigma_px
     kx = fft.rfftfreq(w).astype(np.float32)
     damping = np.float32(-2.0 * np.pi**2 * sigma_px**2)
     spectrum = fft.fft(fft.rfft(grid, axis=1), axis=0)
-    spectrum *= np.exp(damping * ky**2)[:, None] * np.exp(damping * kx**2)[None, :]
+    if ellipticity == 0.0 and tail == 0.0:
+        spectrum *= np.exp(damping * ky**2)[:, None] * np.exp(damping * kx**2)[None, :]
+    else:
+        spectrum *= _probe_transfer(ky, kx, sigma_px, ellipticity, angle_deg, tail, tail_width)
     spectrum = fft.ifft(spectrum, axis=0)
     if np.any(row_shift):
         phase = np.float32(-2.0 * np.pi) * row_shift.astype(np.float32)[:, None] * kx[None, :]
         spectrum *= np.cos(phase) + 1j * np.sin(phase)
     return fft.irfft(spectrum, n=w, axis=1)
+
+
+def _probe_transfer(ky: np.ndarray, kx: np.ndarray, sigma_px: float, ellipticity: float,
+                    angle_deg: float, tail: float, tail_width: float) -> np.ndarray:
+    """Fourier transform (unit at k = 0) of an elliptical Gaussian core plus a round tail."""
+    theta = np.radians(angle_deg)
+    c, s = np.float32(np.cos(theta)), np.float32(np.sin(theta))
+    ku = c * kx[None, :] + s * ky[:, None]
+    kv = -s * kx[None, :] + c * ky[:, None]
+    squash = 1.0 - ellipticity
+    q2 = (ku**2 / squash + kv**2 * squash).astype(np.float32)
+    core = np.exp(np.float32(-2.0 * np.pi**2 * sigma_px**2) * q2)
+    if tail == 0.0:
+        return core
+    k2 = ky[:, None] ** 2 + kx[None, :] ** 2
+    wide = np.exp(np.float32(-2.0 * np.pi**2 * (sigma_px * tail_width) ** 2) * k2)
+    return (np.float32(1.0 - tail) * core + np.float32(tail) * wide).astype(np.float32)
 
 
 def _background(size: int, amplitude: float, rng: np.random.Generator) -> np.ndarray:
@@ -247,11 +366,16 @@ def simulate_frame(config: SimConfig, seed: int) -> Frame:
     """Simulate one frame; the same ``config`` and ``seed`` always give the same frame."""
     _validate(config)
     lat = projected_lattice(config.lattice)
-    geometry_rng, defect_rng, noise_rng = (np.random.default_rng(s)
-                                           for s in np.random.SeedSequence(seed).spawn(3))
+    # spawn(4)'s first three children equal spawn(3)'s: the style stream leaves them unchanged.
+    geometry_rng, defect_rng, noise_rng, style_rng = (
+        np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(4))
     p = _draw_params(config, geometry_rng)
+    style = _draw_style(config, style_rng, len(lat.classes))
     size = config.size
     sigma_px = np.hypot(p["probe_fwhm"] * _FWHM_TO_SIGMA, config.potential_sigma) / p["pixel_size"]
+    # The padding ignores the probe style, so the columns (and the defects drawn per column) of
+    # a seed do not depend on it: a broad tail wraps around the periodic canvas instead, which
+    # on a lattice that fills the canvas stands in for the tails of the columns beyond it.
     margin = int(np.ceil(4.0 * sigma_px + abs(p["drift"]) + 4.0 * p["jitter"])) + 2
     canvas = fft.next_fast_len(size + 2 * margin, real=True)
 
@@ -263,12 +387,19 @@ def simulate_frame(config: SimConfig, seed: int) -> Frame:
     keep = (((xy + margin) >= 0) & (xy + margin < canvas - 1)).all(axis=1) & (z > 0).any(axis=1)
     xy, z, cls = xy[keep], z[keep], cls[keep]
 
-    reference = (lat.column_z.astype(float) ** _HAADF_EXPONENT).sum(axis=1).max()
-    intensity = (z.astype(float) ** _HAADF_EXPONENT).sum(axis=1) / reference
+    intensity = column_intensities(z, lat.column_z, style["contrast_exponent"], style["thickness"])
+    if style["sublattice_jitter"] > 0:
+        intensity = intensity * style["class_factor"][cls]
+    if style["column_jitter"] > 0:
+        intensity = intensity * np.exp(style_rng.normal(0.0, style["column_jitter"], len(z)))
     row_shift = noise_rng.normal(0.0, 1.0, canvas) * p["jitter"]
     crop = slice(margin, margin + size)
-    signal = _render(xy + margin, intensity, (canvas, canvas), sigma_px, row_shift)[crop, crop]
+    signal = _render(xy + margin, intensity, (canvas, canvas), sigma_px, row_shift,
+                     style["probe_ellipticity"], style["probe_angle_deg"], style["probe_tail"],
+                     style["probe_tail_width"])[crop, crop]
     signal += _background(size, p["background"], noise_rng)
+    if style["row_noise"] > 0:
+        signal += (style_rng.normal(0.0, style["row_noise"], size).astype(np.float32))[:, None]
     xy[:, 0] += row_shift[margin + np.clip(np.rint(xy[:, 1]).astype(np.int64), 0, size - 1)]
 
     counts_per_unit = p["dose"] * p["pixel_size"] ** 2
@@ -283,6 +414,8 @@ def simulate_frame(config: SimConfig, seed: int) -> Frame:
     radius_px = max(config.label_radius / p["pixel_size"], 1.0)
     atoms = pd.DataFrame({"x": xy[:, 0], "y": xy[:, 1], "cls": cls.astype(np.int64),
                           "Z": z.sum(axis=1).astype(np.int64), "name": _column_names(z)})
+    style["class_factor"] = dict(zip(lat.classes, style["class_factor"].tolist()))
+    p.update(style)
     p["drift_xy"] = p["drift_xy"].tolist()
     p["origin_frac"] = p["origin_frac"].tolist()
     p["seed"] = seed

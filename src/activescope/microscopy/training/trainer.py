@@ -5,27 +5,37 @@ weights are initialised from ``TrainConfig.seed``: the two seeds are what make e
 differ, and fixing both reproduces a run. Loss is cross-entropy (pixels labelled
 ``IGNORE_INDEX`` are left out) plus an optional soft Dice term; AdamW or Adam with a cosine
 learning-rate schedule.
+
+The library prints nothing: progress goes to an optional ``callback(step, total, loss)`` (the
+CLI draws a rich progress bar with it).
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field, replace
-from typing import Protocol
+from typing import Callable, Protocol
 
 import numpy as np
 import pandas as pd
 import torch
-from rich.progress import Progress
 from torch.nn import functional as F
 
 from activescope.engine.errors import SpecError
+from activescope.microscopy.find.locate import lattice_spacing_angstrom
 from activescope.microscopy.find.metrics import MatchResult, detection_scores
 from activescope.microscopy.find.predict import Predictor, default_device
 from activescope.microscopy.nets.checkpoint import ModelCard
 from activescope.microscopy.nets.unet import UNet, build_network, standardize
-from activescope.microscopy.sim.simulate import SimConfig, lattice_classes, simulate_batch
+from activescope.microscopy.sim.simulate import (
+    SimConfig,
+    lattice_classes,
+    simulate_batch,
+)
 from activescope.microscopy.training.augment import IGNORE_INDEX, Augmenter
+
+ProgressCallback = Callable[[int, int, float], None]
+"""Called after every optimiser step with (steps done, total steps, last loss)."""
 
 
 @dataclass
@@ -115,9 +125,14 @@ class ValidationSet:
         """Pooled atom-level F1 of ``predictor`` on these frames."""
         return self.score(predictor.find(self.images)).f1
 
-    def score(self, found: pd.DataFrame) -> MatchResult:
+    def result(self, predictor: Predictor) -> MatchResult:
+        """Pooled matching of ``predictor``'s atoms, with every class of the predictor counted
+        (``MatchResult.per_class`` then has a row per atom class)."""
+        return self.score(predictor.find(self.images), n_classes=len(predictor.classes))
+
+    def score(self, found: pd.DataFrame, n_classes: int | None = None) -> MatchResult:
         """Pooled matching of found atoms (with a ``frame`` column) against the truth."""
-        return detection_scores(found, self.atoms, self.tol_px)
+        return detection_scores(found, self.atoms, self.tol_px, n_classes)
 
 
 def segmentation_loss(logits: torch.Tensor, labels: torch.Tensor,
@@ -138,11 +153,17 @@ def segmentation_loss(logits: torch.Tensor, labels: torch.Tensor,
 
 @dataclass
 class TrainHistory:
-    """Per-step loss, validation F1 at each check, and wall time in seconds."""
+    """Per-step loss, validation F1 at each check, and wall time in seconds.
+
+    ``val_result`` is the last validation's full matching (per-class scores via
+    ``val_result.per_class(classes)``).
+    """
 
     loss: list[float] = field(default_factory=list)
     val_step: list[int] = field(default_factory=list)
     val_f1: list[float] = field(default_factory=list)
+    val_class_f1: list[float] = field(default_factory=list)
+    val_result: MatchResult | None = None
     seconds: float = 0.0
     seconds_to_target: float | None = None
 
@@ -172,8 +193,12 @@ class Trainer:
 
     def fit(self, validation: ValidationSet | None = None, classes: list[str] | None = None,
             val_every: int = 0, target_f1: float | None = None,
-            progress: bool = True) -> TrainHistory:
-        """Run ``config.steps`` updates; returns the loss/F1 history."""
+            progress: bool = False, callback: ProgressCallback | None = None) -> TrainHistory:
+        """Run ``config.steps`` updates; returns the loss/F1 history.
+
+        ``callback(step, total, loss)`` is called after every step (``progress`` is ignored,
+        kept for callers of the earlier signature: the library never draws progress bars).
+        """
         config = self.config
         batch_seed = config.seed if config.batch_seed is None else config.batch_seed
         generator = torch.Generator().manual_seed(batch_seed)
@@ -181,28 +206,27 @@ class Trainer:
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.steps)
         history = TrainHistory()
         start = time.perf_counter()
-        with Progress(disable=not progress, transient=True) as bar:
-            task = bar.add_task("training", total=config.steps)
-            for step in range(1, config.steps + 1):
-                self.model.train()
-                images, labels = self.source.sample(config.batch_size, generator)
-                if self.augmenter is not None:
-                    images, labels = self.augmenter(images, labels, generator)
-                images = standardize(images).to(self.device)
-                loss = segmentation_loss(self.model(images), labels.to(self.device),
-                                         config.dice_weight)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                schedule.step()
-                history.loss.append(loss.item())
-                bar.update(task, advance=1, description=f"training loss {history.loss[-1]:.4f}")
-                due = step == config.steps or (val_every > 0 and step % val_every == 0)
-                if validation is not None and due:
-                    f1 = self._validate(validation, classes, history, step)
-                    if target_f1 is not None and f1 >= target_f1:
-                        history.seconds_to_target = time.perf_counter() - start
-                        break
+        for step in range(1, config.steps + 1):
+            self.model.train()
+            images, labels = self.source.sample(config.batch_size, generator)
+            if self.augmenter is not None:
+                images, labels = self.augmenter(images, labels, generator)
+            images = standardize(images).to(self.device)
+            loss = segmentation_loss(self.model(images), labels.to(self.device),
+                                     config.dice_weight)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            history.loss.append(loss.item())
+            if callback is not None:
+                callback(step, config.steps, history.loss[-1])
+            due = step == config.steps or (val_every > 0 and step % val_every == 0)
+            if validation is not None and due:
+                f1 = self._validate(validation, classes, history, step)
+                if target_f1 is not None and f1 >= target_f1:
+                    history.seconds_to_target = time.perf_counter() - start
+                    break
         history.seconds = time.perf_counter() - start
         self.model.eval()
         return history
@@ -211,10 +235,12 @@ class Trainer:
                   history: TrainHistory, step: int) -> float:
         self.model.eval()
         names = classes or [str(k) for k in range(self.model.n_classes)]
-        f1 = validation.f1(Predictor(self.model, names, self.device))
+        result = validation.result(Predictor(self.model, names, self.device))
         history.val_step.append(step)
-        history.val_f1.append(f1)
-        return f1
+        history.val_f1.append(result.f1)
+        history.val_class_f1.append(result.class_aware_f1)
+        history.val_result = result
+        return result.f1
 
 
 @dataclass
@@ -230,10 +256,13 @@ def train_on_simulation(sim: SimConfig, config: TrainConfig, architecture: str =
                         architecture_kwargs: dict | None = None, val_frames: int = 8,
                         val_every: int = 0, target_f1: float | None = None,
                         device: str | torch.device | None = None,
-                        progress: bool = True) -> TrainedModel:
+                        progress: bool = False,
+                        callback: ProgressCallback | None = None) -> TrainedModel:
     """Build a network for ``sim.lattice`` and train it on fresh simulated frames.
 
-    Validation uses ``val_frames`` full-size frames from a seed disjoint from training.
+    Validation uses ``val_frames`` full-size frames from a seed disjoint from training. The
+    card records the training scale (``pixel_size``, mean of ``sim.pixel_size``, Å/px), the
+    lattice and its nearest-neighbour column spacing in Å (``training["lattice_spacing_A"]``).
     """
     classes = lattice_classes(sim.lattice)
     kwargs = dict(architecture_kwargs or {})
@@ -242,11 +271,15 @@ def train_on_simulation(sim: SimConfig, config: TrainConfig, architecture: str =
     validation = ValidationSet.simulated(sim, val_frames, seed=10_000 + config.seed) \
         if val_frames > 0 else None
     trainer = Trainer(model, SimulatedFrames(sim, config.crop_size), config, device)
-    history = trainer.fit(validation, classes, val_every, target_f1, progress)
+    history = trainer.fit(validation, classes, val_every, target_f1, callback=callback)
     card = ModelCard(architecture, kwargs, classes,
                      pixel_size=_mean_pixel_size(sim), training={
                          "train": asdict(config), "simulation": _jsonable(asdict(sim)),
+                         "lattice": sim.lattice,
+                         "lattice_spacing_A": lattice_spacing_angstrom(sim.lattice, sim.strain),
                          "val_f1": history.val_f1[-1] if history.val_f1 else None,
+                         "val_class_f1": history.val_class_f1[-1] if history.val_class_f1
+                         else None,
                          "seconds": round(history.seconds, 1)})
     return TrainedModel(trainer.model, card, history)
 
