@@ -14,54 +14,80 @@ Plugins (models, acquisition functions, oracles, pool sources, scalarizers) regi
 ``activescope.sources`` and ``activescope.scalarizers``.
 """
 
+from importlib import import_module
 from importlib.metadata import version as _installed_version
+from typing import TYPE_CHECKING, Any
 
 __version__ = _installed_version("activescope")
 
-from .engine.acquisition import Acquisition
-from .engine.campaign import Campaign, CampaignSummary
-from .engine.errors import ActivescopeError, DataError, RunStateError, SpecError
-from .engine.oracle import Measurement, Oracle
-from .engine.pool import Pool, build_pool
-from .engine.registry import (
-    ACQUISITIONS,
-    MODELS,
-    ORACLES,
-    SCALARIZERS,
-    SOURCES,
-    register_acquisition,
-    register_model,
-    register_oracle,
-    register_scalarizer,
-    register_source,
-)
-from .engine.spec import CampaignSpec, load_spec, parse_spec
-from .engine.surrogate import Surrogate
+_EXPORTS = {
+    "Acquisition": "activescope.engine.acquisition",
+    "Campaign": "activescope.engine.campaign",
+    "CampaignSummary": "activescope.engine.campaign",
+    "ActivescopeError": "activescope.engine.errors",
+    "DataError": "activescope.engine.errors",
+    "RunStateError": "activescope.engine.errors",
+    "SpecError": "activescope.engine.errors",
+    "Measurement": "activescope.engine.oracle",
+    "Oracle": "activescope.engine.oracle",
+    "Pool": "activescope.engine.pool",
+    "build_pool": "activescope.engine.pool",
+    "ACQUISITIONS": "activescope.engine.registry",
+    "INSTRUMENTS": "activescope.engine.registry",
+    "MODELS": "activescope.engine.registry",
+    "ORACLES": "activescope.engine.registry",
+    "SCALARIZERS": "activescope.engine.registry",
+    "SOURCES": "activescope.engine.registry",
+    "register_acquisition": "activescope.engine.registry",
+    "register_instrument": "activescope.engine.registry",
+    "register_model": "activescope.engine.registry",
+    "register_oracle": "activescope.engine.registry",
+    "register_scalarizer": "activescope.engine.registry",
+    "register_source": "activescope.engine.registry",
+    "CampaignSpec": "activescope.engine.spec",
+    "load_spec": "activescope.engine.spec",
+    "parse_spec": "activescope.engine.spec",
+    "steer_run": "activescope.engine.steering",
+    "Surrogate": "activescope.engine.surrogate",
+}
+"""Public name -> the module that defines it. Loaded on first use (PEP 562), so that importing a
+submodule (the CLI imports `activescope.engine.errors`) does not pay for pandas and SciPy."""
 
-__all__ = [
-    "ACQUISITIONS",
-    "Acquisition",
-    "ActivescopeError",
-    "Campaign",
-    "CampaignSpec",
-    "CampaignSummary",
-    "DataError",
-    "MODELS",
-    "Measurement",
-    "ORACLES",
-    "Oracle",
-    "Pool",
-    "RunStateError",
-    "SCALARIZERS",
-    "SOURCES",
-    "SpecError",
-    "Surrogate",
-    "build_pool",
-    "load_spec",
-    "parse_spec",
-    "register_acquisition",
-    "register_model",
-    "register_oracle",
-    "register_scalarizer",
-    "register_source",
-]
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'activescope' has no attribute {name!r}")
+    value = getattr(import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])
+
+
+if TYPE_CHECKING:
+    from .engine.acquisition import Acquisition
+    from .engine.campaign import Campaign, CampaignSummary
+    from .engine.errors import ActivescopeError, DataError, RunStateError, SpecError
+    from .engine.oracle import Measurement, Oracle
+    from .engine.pool import Pool, build_pool
+    from .engine.registry import (
+        ACQUISITIONS,
+        INSTRUMENTS,
+        MODELS,
+        ORACLES,
+        SCALARIZERS,
+        SOURCES,
+        register_acquisition,
+        register_instrument,
+        register_model,
+        register_oracle,
+        register_scalarizer,
+        register_source,
+    )
+    from .engine.spec import CampaignSpec, load_spec, parse_spec
+    from .engine.steering import steer_run
+    from .engine.surrogate import Surrogate
