@@ -105,3 +105,20 @@ def test_registry_accepts_new_kinds(pool):
     assert "constant_test" in ORACLES.names()
     oracle = build_oracle("constant_test", {}, pool, TargetSpec(column="anything"))
     assert [m.value for m in oracle.measure(["m1"])] == [7.0]
+
+
+def test_a_failure_marked_final_is_not_retried(pool):
+    class OutOfReach:
+        interactive = False
+
+        def __init__(self) -> None:
+            self.calls = []
+
+        def measure(self, ids):
+            self.calls.append(list(ids))
+            return [Measurement(k, error="outside the field of view", retry=k != "m1") for k in ids]
+
+    oracle = OutOfReach()
+    results, attempts = measure_with_retries(oracle, ["m1", "m2"], max_retries=3)
+    assert attempts == [1, 4] and not any(m.ok for m in results)
+    assert oracle.calls == [["m1", "m2"], ["m2"], ["m2"], ["m2"]]

@@ -73,3 +73,17 @@ def test_drift_correction_keeps_the_probe_on_the_same_feature(small_twin):
     # until the first correction (after 10 acquisitions) nothing is known about the drift; from
     # then on the probe stays within a pixel of the feature
     assert corrected[10:].max() < 1.0 and corrected[-1] < 0.5
+
+
+def test_a_position_drifted_out_of_reach_fails_once_and_triggers_no_overview(small_twin):
+    from activescope.engine.oracle import measure_with_retries
+
+    twin = small_twin(size=96, drift_velocity_nm_s=(0.0, 0.0), drift_walk_nm=0.0)
+    pool = probe_grid(step=8, window=5, instrument=twin)
+    oracle = InstrumentOracle(pool, None, twin, drift_every=3)
+    oracle.tracker.update()
+    oracle.tracker.correct = lambda x, y, t: (x + 1e3, y)  # everything now lies outside the field of view
+    scans_before = twin.state().elapsed_s
+    results, attempts = measure_with_retries(oracle, list(pool.ids[:6]), max_retries=2)
+    assert attempts == [1] * 6 and all("field of view" in m.error for m in results)
+    assert twin.state().acquisitions == 0 and twin.state().elapsed_s == scans_before  # no spectrum, no extra overview

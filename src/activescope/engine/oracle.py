@@ -33,12 +33,15 @@ class Measurement:
         campaign's scalarizer fills it in) or when the measurement failed.
     raw: optional raw signal (e.g. a spectrum), stored as float64 bytes in the run record.
     error: a message when the measurement failed; value is then None.
+    retry: False when trying again cannot help (a position outside the instrument's reach):
+        the failure is final at once instead of spending `max_retries` more attempts.
     """
 
     id: str
     value: float | None = None
     raw: np.ndarray | None = None
     error: str | None = None
+    retry: bool = True
 
     @property
     def ok(self) -> bool:
@@ -168,7 +171,7 @@ def measure_with_retries(
             attempts[m.id] += 1
             results[m.id] = m
             answered.add(m.id)
-            if on_final is not None and (m.ok or last):
+            if on_final is not None and (m.ok or last or not m.retry):
                 on_final(m, attempts[m.id])
 
         stream = getattr(oracle, "measure_each", oracle.measure)
@@ -179,5 +182,5 @@ def measure_with_retries(
             for k in todo:
                 if k not in answered:
                     take(Measurement(id=k, error=f"{type(err).__name__}: {err}"))
-        todo = [k for k in todo if not results[k].ok]
+        todo = [k for k in todo if not results[k].ok and results[k].retry]
     return [results[k] for k in attempts], list(attempts.values())

@@ -91,15 +91,15 @@ class InstrumentOracle:
                     self._since_update = 0
                     self._clock_s = self.instrument.state().elapsed_s
                 x, y = self.tracker.correct(x, y, self._clock_s)
-                self._since_update += 1
             self._attempts[k] = attempt = self._attempts.get(k, 0) + 1
             request_id = None if self._run_id is None else f"{self._run_id}.{_digest(k)}.{attempt}"
             try:
                 spectrum = self.instrument.acquire(float(x), float(y), self.settings, request_id=request_id)
-            except OutOfField as err:
+            except OutOfField as err:  # nothing was measured, and retrying cannot bring it back in reach
                 moved = "after drift correction: " if self.tracker is not None else ""
-                yield Measurement(id=str(k), error=f"{moved}{err}")
+                yield Measurement(id=str(k), error=f"{moved}{err}", retry=False)
                 continue
+            self._since_update += 1  # only spectra taken count towards the next overview
             self._clock_s = spectrum.elapsed_s
             yield Measurement(id=str(k), raw=spectrum.as_raw())
 
