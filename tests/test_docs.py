@@ -15,10 +15,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from pydantic import BaseModel
 
 import activescope
 
-PACKAGES = ("activescope.engine", "activescope.models")
+PACKAGES = ("activescope.engine", "activescope.models", "activescope.instruments")
 
 
 def _modules(package: str) -> Iterator[Any]:
@@ -70,3 +71,13 @@ PUBLIC = _public_objects()
 def test_public_object_has_docstring(qualified_name: str) -> None:
     obj = PUBLIC[qualified_name]
     assert (obj.__doc__ or "").strip(), f"{qualified_name} has no docstring"
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_every_options_model_forbids_unknown_keys_and_describes_every_field(package):
+    for module in _modules(package):
+        for obj in vars(module).values():
+            if inspect.isclass(obj) and issubclass(obj, BaseModel) and obj.__module__ == module.__name__:
+                if obj.__name__.endswith("Options"):
+                    assert obj.model_config.get("extra") == "forbid", obj
+                    assert all(f.description for f in obj.model_fields.values()), obj
