@@ -5,17 +5,49 @@ frames, ``nets`` holds the segmentation networks and their checkpoints, ``find``
 turns class-probability maps into atom tables (``find.locate``), scores them against ground truth
 (``find.metrics``) and draws them (``find.overlay``, loads matplotlib), ``training`` trains one
 network and ``ensemble`` runs, trains and self-trains (ELIT) ensembles. ``io`` reads real images
-and checks output destinations. This package imports no torch: the names below come from
-``sim``, ``find.locate``, ``find.metrics`` and ``io``.
+and checks output destinations. The names below come from ``sim``, ``find.locate``,
+``find.metrics`` and ``io`` and load on first use (PEP 562), so importing a subpackage (the CLI's
+help) pays for neither torch nor pandas.
 """
 
-from activescope.microscopy.find.locate import find_atoms, read_atoms, save_atoms
-from activescope.microscopy.find.metrics import MatchResult, detection_scores, match_atoms
-from activescope.microscopy.io import read_image
-from activescope.microscopy.sim.lattices import LATTICES, lattice_classes
-from activescope.microscopy.sim.simulate import (Frame, SimConfig, simulate_batch, simulate_frame,
-                                                 standardize)
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["LATTICES", "Frame", "MatchResult", "SimConfig", "detection_scores", "find_atoms",
-           "lattice_classes", "match_atoms", "read_atoms", "read_image", "save_atoms",
-           "simulate_batch", "simulate_frame", "standardize"]
+_EXPORTS = {
+    "find_atoms": "activescope.microscopy.find.locate",
+    "read_atoms": "activescope.microscopy.find.locate",
+    "save_atoms": "activescope.microscopy.find.locate",
+    "MatchResult": "activescope.microscopy.find.metrics",
+    "detection_scores": "activescope.microscopy.find.metrics",
+    "match_atoms": "activescope.microscopy.find.metrics",
+    "read_image": "activescope.microscopy.io",
+    "LATTICES": "activescope.microscopy.sim.lattices",
+    "lattice_classes": "activescope.microscopy.sim.lattices",
+    "Frame": "activescope.microscopy.sim.simulate",
+    "SimConfig": "activescope.microscopy.sim.simulate",
+    "simulate_batch": "activescope.microscopy.sim.simulate",
+    "simulate_frame": "activescope.microscopy.sim.simulate",
+    "standardize": "activescope.microscopy.sim.simulate",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'activescope.microscopy' has no attribute {name!r}")
+    value = getattr(import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])
+
+
+if TYPE_CHECKING:
+    from activescope.microscopy.find.locate import find_atoms, read_atoms, save_atoms
+    from activescope.microscopy.find.metrics import MatchResult, detection_scores, match_atoms
+    from activescope.microscopy.io import read_image
+    from activescope.microscopy.sim.lattices import LATTICES, lattice_classes
+    from activescope.microscopy.sim.simulate import Frame, SimConfig, simulate_batch, simulate_frame, standardize
