@@ -14,9 +14,10 @@ Plugins (models, acquisition functions, oracles, pool sources, scalarizers) regi
 ``activescope.sources`` and ``activescope.scalarizers``.
 """
 
-from importlib import import_module
 from importlib.metadata import version as _installed_version
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from .engine.lazy import lazy_exports
 
 __version__ = _installed_version("activescope")
 
@@ -56,17 +57,7 @@ submodule (the CLI imports `activescope.engine.errors`) does not pay for pandas 
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'activescope' has no attribute {name!r}")
-    value = getattr(import_module(_EXPORTS[name]), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
-
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 if TYPE_CHECKING:
     from .engine.acquisition import Acquisition

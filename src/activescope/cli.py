@@ -256,12 +256,12 @@ def tell(
 ) -> None:
     """Record measured values for the pending batch, then write the next suggestion."""
     from .engine.campaign import Campaign
-    from .engine.results import read_results_csv
 
     with Campaign.open(run_dir) as campaign:
-        told = len(read_results_csv(results)[0])
+        recorded_before = len(campaign.store.measurements())
         awaited, next_path = campaign.tell_csv(results)
         summary = campaign.summary()
+        told = summary.n_measured + summary.n_failed - recorded_before
         typer.echo(f"recorded {told} result(s) from {results}; {summary.n_measured} measured of budget {summary.budget}")
         if awaited:
             waiting = campaign.store.open_round()[1]

@@ -10,8 +10,9 @@ and checks output destinations. The names below come from ``sim``, ``find.locate
 help) pays for neither torch nor pandas.
 """
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from activescope.engine.lazy import lazy_exports
 
 _EXPORTS = {
     "find_atoms": "activescope.microscopy.find.locate",
@@ -33,17 +34,7 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'activescope.microscopy' has no attribute {name!r}")
-    value = getattr(import_module(_EXPORTS[name]), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
-
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 if TYPE_CHECKING:
     from activescope.microscopy.find.locate import find_atoms, read_atoms, save_atoms

@@ -246,6 +246,19 @@ def _scales(meta: dict, pixel_size: Optional[float], card: ModelCard,
     return float(frame_scale), float(model_scale)
 
 
+def _find_inputs(image: Path, model: Path, pixel_size: Optional[float], min_distance: float,
+                 threads: Optional[int]) -> tuple[np.ndarray, dict, ModelCard]:
+    """What `find` and `ensemble-find` check and read first: the options, the frame with its
+    metadata, and the model's card."""
+    from activescope.microscopy.nets.checkpoint import read_card
+
+    _set_threads(threads)
+    _check_pixel_size(pixel_size)
+    _check_min_distance(min_distance)
+    frame, meta = read_image(image)
+    return frame, meta, read_card(model)
+
+
 def _check_spacing(atoms: pd.DataFrame, frame_scale: float, card: ModelCard,
                    strict: bool) -> None:
     """Warn (or with ``strict`` fail) when the atoms' spacing does not fit the model's lattice."""
@@ -273,13 +286,8 @@ def find(image: Path = typer.Argument(..., help="npy/tif/png/dm3/dm4/emd/hspy im
     """Find atoms in one image: writes <name>_atoms.csv (x, y in pixels, x_A, y_A in Å) and
     <name>_overlay.png. The frame is resampled to the model's training scale first."""
     from activescope.microscopy.find.predict import Predictor
-    from activescope.microscopy.nets.checkpoint import read_card
 
-    _set_threads(threads)
-    _check_pixel_size(pixel_size)
-    _check_min_distance(min_distance)
-    frame, meta = read_image(image)
-    card = read_card(model)
+    frame, meta, card = _find_inputs(image, model, pixel_size, min_distance, threads)
     model_scale = card.pixel_size or 1.0
     predictor = Predictor.from_checkpoint(model, _expected_classes(lattice), threshold=threshold,
                                           min_distance_px=min_distance / model_scale)
@@ -342,13 +350,8 @@ def ensemble_find(image: Path = typer.Argument(..., help="npy/tif/png/dm3/dm4/em
     from scipy import ndimage
 
     from activescope.microscopy.ensemble.finder import Ensemble
-    from activescope.microscopy.nets.checkpoint import read_card
 
-    _set_threads(threads)
-    _check_pixel_size(pixel_size)
-    _check_min_distance(min_distance)
-    frame, meta = read_image(image)
-    card = read_card(model)
+    frame, meta, card = _find_inputs(image, model, pixel_size, min_distance, threads)
     model_scale = card.pixel_size or 1.0
     ensemble = Ensemble.from_checkpoint(model, _expected_classes(lattice), threshold=threshold,
                                         min_distance_px=min_distance / model_scale,
