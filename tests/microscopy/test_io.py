@@ -14,7 +14,12 @@ import tifffile
 from PIL import Image
 
 from activescope.engine.errors import DataError
-from activescope.microscopy.io import as_image, check_destination, pixel_size_angstrom, read_image
+from activescope.microscopy.io import (
+    as_image,
+    check_destination,
+    pixel_size_angstrom,
+    read_image,
+)
 
 PFM = Path(__file__).resolve().parents[2] / "data" / "pfm_pto_256.h5"
 PFM_CHANNEL = "/Measurement_000/Channel_0/Channel_0/Channel_0"

@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -69,7 +70,8 @@ class BenchSettings:
         return cls(("graphene", "mos2", "srtio3"), 500, 5, 1, 40, 6, 5)
 
 
-def _median_fps(run, n_frames: int, repeats: int) -> float:
+def median_fps(run: Callable[[], object], n_frames: int, repeats: int) -> float:
+    """Frames per second: median over ``repeats`` timed calls after one warm-up call."""
     run()
     times = []
     for _ in range(repeats):
@@ -81,7 +83,8 @@ def _median_fps(run, n_frames: int, repeats: int) -> float:
 
 def bench_speed(settings: BenchSettings, trained_model, trained_members,
                 threads: int) -> list[dict]:
-    """Frames/s at 512 x 512 including atom finding: AtomAI-like 16-filter U-Net, our light
+    """Frames/s at 512 x 512 including atom finding: the AtomAI-style re-implementation (our
+    16-filter ``unet``, not AtomAI itself), our light
     U-Net (with and without folded batch norm) and the ensemble's backends (members one by one,
     one fused grouped-convolution network, ``torch.func.vmap``) and its member lookup.
 
@@ -95,29 +98,30 @@ def bench_speed(settings: BenchSettings, trained_model, trained_members,
     rows = []
     torch.manual_seed(0)
     baseline = build_network("unet", n_classes=len(classes), base_filters=16).eval()
-    variants = [("unet 16 filters (AtomAI-like)", Predictor(baseline, classes, "cpu")),
-                ("lite_unet", Predictor(trained_model.model, classes, "cpu"))]
-    unfused = Predictor(trained_model.model, classes, "cpu")
+    variants = [("AtomAI-style re-implementation (unet, 16 filters)",
+                 Predictor(baseline, classes, "cpu", species="network")),
+                ("lite_unet", Predictor(trained_model.model, classes, "cpu", species="network"))]
+    unfused = Predictor(trained_model.model, classes, "cpu", species="network")
     unfused.model = trained_model.model.eval().to(memory_format=torch.contiguous_format)
     variants.append(("lite_unet, no batch-norm folding (channels-last input only)", unfused))
     for name, predictor in variants:
-        rows.append({"model": name, "frames_per_s": _median_fps(
+        rows.append({"model": name, "frames_per_s": median_fps(
             lambda: predictor.find(images), len(images), settings.speed_repeats)})
     network_only = Predictor(trained_model.model, classes, "cpu")
-    rows.append({"model": "lite_unet, network only (no atom finding)", "frames_per_s": _median_fps(
+    rows.append({"model": "lite_unet, network only (no atom finding)", "frames_per_s": median_fps(
         lambda: network_only.probabilities(images), len(images), settings.speed_repeats)})
     n = len(trained_members)
     for backend in ("loop", "fused", "vmap"):
         ensemble = Ensemble(trained_members, classes, "cpu", backend=backend)
         rows.append({"model": f"ensemble of {n}, {backend} (+ per-atom uncertainty)",
-                     "frames_per_s": _median_fps(partial(ensemble.find, images), len(images),
+                     "frames_per_s": median_fps(partial(ensemble.find, images), len(images),
                                                  settings.speed_repeats)})
         rows.append({"model": f"ensemble of {n}, {backend} (maps only)",
-                     "frames_per_s": _median_fps(partial(ensemble.probabilities, images),
+                     "frames_per_s": median_fps(partial(ensemble.probabilities, images),
                                                  len(images), settings.speed_repeats)})
     lookup = Ensemble(trained_members, classes, "cpu", backend="loop", member_lookup=True)
     rows.append({"model": f"ensemble of {n}, loop, member lookup (+ per-atom uncertainty)",
-                 "frames_per_s": _median_fps(lambda: lookup.find(images), len(images),
+                 "frames_per_s": median_fps(lambda: lookup.find(images), len(images),
                                              settings.speed_repeats)})
     return [{"threads": threads, **row} for row in rows]
 

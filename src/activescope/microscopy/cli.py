@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 atoms_app = typer.Typer(help="Atom finding: simulate, train, find, ensembles, iterative training.",
                         no_args_is_help=True)
 
-_LATTICE = typer.Option("graphene", help="graphene, mos2, ws2 or srtio3")
+_LATTICE = typer.Option("graphene", help="graphene, mos2, ws2, srtio3 ([001]) or srtio3_110")
 _EXPECT = typer.Option(None, help="check that the model was trained for this lattice's classes")
 _MIN_DISTANCE = typer.Option(0.5, help="Å, >= 0: of two atoms closer than this the weaker is "
                              "dropped (0 keeps both); applied at the model's training scale")
@@ -47,6 +47,10 @@ _STRICT = typer.Option(False, "--strict", help="exit 2 instead of warning when t
                        "spacing disagrees with the model's lattice by more than 10 %, or when "
                        "too few atoms are found to tell")
 _THREADS = typer.Option(None, "--threads", help="torch CPU threads (default: torch's choice)")
+_SPECIES = typer.Option("lattice", "--species", help="lattice: one class per sublattice of the "
+                        "fitted lattice, ranked by brightness against the model's material "
+                        "(robust to contrast the network never saw); network: each atom's own "
+                        "class from the network")
 _TRAIN_PIXEL_SIZE = typer.Option(None, "--pixel-size", help="training scale, Å per pixel "
                                  "(frames drawn within ±10 % of it; default 0.10-0.14, mean 0.12)"
                                  "; recorded in the model card")
@@ -259,6 +263,12 @@ def _find_inputs(image: Path, model: Path, pixel_size: Optional[float], min_dist
     return frame, meta, read_card(model)
 
 
+def _check_species_fit(atoms: pd.DataFrame, species: str) -> None:
+    """Warn when ``--species lattice`` found no lattice (the network's classes are kept)."""
+    if species == "lattice" and len(atoms) and (atoms["sublattice"] < 0).all():
+        _warn("no lattice found in the atoms: classes are the network's, not per sublattice")
+
+
 def _check_spacing(atoms: pd.DataFrame, frame_scale: float, card: ModelCard,
                    strict: bool) -> None:
     """Warn (or with ``strict`` fail) when the atoms' spacing does not fit the model's lattice."""
@@ -282,20 +292,29 @@ def find(image: Path = typer.Argument(..., help="npy/tif/png/dm3/dm4/emd/hspy im
          out: Path = typer.Option(Path("atoms-out"), "--out", help="output folder"),
          threshold: float = typer.Option(0.5), min_distance: float = _MIN_DISTANCE,
          lattice: Optional[str] = _EXPECT, pixel_size: Optional[float] = _FIND_PIXEL_SIZE,
-         strict: bool = _STRICT, threads: Optional[int] = _THREADS) -> None:
-    """Find atoms in one image: writes <name>_atoms.csv (x, y in pixels, x_A, y_A in Å) and
-    <name>_overlay.png. The frame is resampled to the model's training scale first."""
+         strict: bool = _STRICT, species: str = _SPECIES,
+         views: int = typer.Option(1, help="1, or 4: also run the model on the frame's 90° "
+                                   "rotations and add per-atom uncertainty columns "
+                                   "(detection_freq, class_disagreement, uncertainty) for a "
+                                   "single model, at 4x the time"),
+         threads: Optional[int] = _THREADS) -> None:
+    """Find atoms in one image: writes <name>_atoms.csv (x, y in pixels, x_A, y_A in Å; cls,
+    and with --species lattice also cls_network and sublattice) and <name>_overlay.png. The
+    frame is resampled to the model's training scale first."""
     from activescope.microscopy.find.predict import Predictor
 
     frame, meta, card = _find_inputs(image, model, pixel_size, min_distance, threads)
     model_scale = card.pixel_size or 1.0
     predictor = Predictor.from_checkpoint(model, _expected_classes(lattice), threshold=threshold,
-                                          min_distance_px=min_distance / model_scale)
+                                          min_distance_px=min_distance / model_scale,
+                                          species=species, views=views)
     check_destination(out, folder=True)
     frame_scale, model_scale = _scales(meta, pixel_size, card, image)
     atoms = predictor.find_at_scale(frame, frame_scale, model_scale)
     _check_spacing(atoms, frame_scale, card, strict)
-    csv = _write_outputs(frame, atoms, predictor.classes, out, image.stem)
+    _check_species_fit(atoms, species)
+    csv = _write_outputs(frame, atoms, predictor.classes, out, image.stem,
+                         "uncertainty" if views > 1 else None)
     typer.echo(f"wrote {csv}")
 
 
@@ -307,18 +326,30 @@ def ensemble_train(out: Path = typer.Argument(..., help="ensemble checkpoint to 
                    finetune_steps: int = typer.Option(100), batch_size: int = typer.Option(16),
                    crop: int = typer.Option(128), lr: float = typer.Option(3e-3),
                    seed: int = typer.Option(0), pixel_size: Optional[float] = _TRAIN_PIXEL_SIZE,
+                   init: Optional[Path] = typer.Option(
+                       None, "--init", help="single-model checkpoint to fine-tune every member "
+                       "from (implies --mode finetune; its architecture and training scale are "
+                       "kept)"),
                    threads: Optional[int] = _THREADS) -> None:
     """Train an ensemble (different seeds and batch orders) and save it as one checkpoint."""
     from activescope.microscopy.ensemble.train import train_ensemble
-    from activescope.microscopy.nets.checkpoint import save_checkpoint
+    from activescope.microscopy.nets.checkpoint import load_checkpoint, save_checkpoint
+    from activescope.microscopy.training.trainer import TrainedModel, TrainHistory
 
     _set_threads(threads)
     config = _train_config(steps, batch_size, crop, lr, seed, 0.0)
+    baseline = None
+    if init is not None:
+        models, base_card = load_checkpoint(init, _expected_classes(lattice))
+        baseline = TrainedModel(models[0], base_card, TrainHistory())
+        mode, arch = "finetune", base_card.architecture
+        pixel_size = pixel_size if pixel_size is not None else base_card.pixel_size
     sim = _training_sim(lattice, pixel_size)
     check_destination(out, folder=False)
     with _progress(f"training {members} members") as callback:
         trained = train_ensemble(sim, config, members, arch, mode=mode,
-                                 finetune_steps=finetune_steps, callback=callback)
+                                 finetune_steps=finetune_steps, baseline=baseline,
+                                 callback=callback)
     save_checkpoint(out, trained.members, trained.card)
     typer.echo(f"saved {members}-member ensemble to {out}  (training scale "
                f"{trained.card.pixel_size:.4g} Å/px)")
@@ -338,7 +369,7 @@ def ensemble_find(image: Path = typer.Argument(..., help="npy/tif/png/dm3/dm4/em
                                                      "on the mean map and look members up around "
                                                      "them (faster, approximate spread)"),
                   pixel_size: Optional[float] = _FIND_PIXEL_SIZE, strict: bool = _STRICT,
-                  threads: Optional[int] = _THREADS) -> None:
+                  species: str = _SPECIES, threads: Optional[int] = _THREADS) -> None:
     """Ensemble atom finding: CSV with per-atom uncertainty, overlay and variance-map PNGs.
 
     The frame is resampled to the model's training scale first; positions are reported in the
@@ -356,11 +387,12 @@ def ensemble_find(image: Path = typer.Argument(..., help="npy/tif/png/dm3/dm4/em
     ensemble = Ensemble.from_checkpoint(model, _expected_classes(lattice), threshold=threshold,
                                         min_distance_px=min_distance / model_scale,
                                         min_frequency=min_frequency, backend=backend,
-                                        member_lookup=member_lookup)
+                                        member_lookup=member_lookup, species=species)
     check_destination(out, folder=True)
     frame_scale, model_scale = _scales(meta, pixel_size, card, image)
     atoms, maps = ensemble.find_at_scale(frame, frame_scale, model_scale)
     _check_spacing(atoms, frame_scale, card, strict)
+    _check_species_fit(atoms, species)
     csv = _write_outputs(frame, atoms, ensemble.classes, out, image.stem, "uncertainty")
     variance = maps.atom_variance[0]
     if variance.shape != frame.shape:
@@ -418,19 +450,53 @@ def iterate(folder: Path = typer.Argument(..., help="folder of unlabelled images
             pixel_size: Optional[float] = typer.Option(
                 None, "--pixel-size", help="Å per pixel of every image (default: read from each "
                 "file; else the model's training scale, with a warning)"),
+            species: str = typer.Option("lattice", "--species", help="pseudo-label classes: "
+                                        "lattice (per sublattice of the fitted lattice) or "
+                                        "network (the members' consensus class)"),
+            max_uncertainty: float = typer.Option(
+                0.1, help="pseudo-label rule, in [0, 1): an atom is confident when at least "
+                "1 - this share of members finds it (and, for --species network or atoms on "
+                "no sublattice, agrees on its class)"),
+            max_spread: float = typer.Option(0.12, help="pseudo-label rule: largest spread "
+                                             "of the members' positions of a confident atom, Å"),
+            max_pixel_std: float = typer.Option(0.2, help="pixels whose atom probability "
+                                                "varies across members by more (std) are "
+                                                "ignored"),
+            label_radius: float = typer.Option(0.36, help="radius of a pseudo-label disk, Å"),
+            ignore_radius: float = typer.Option(0.6, help="radius ignored around an "
+                                                "unconfident atom, Å"),
+            sim_share: float = typer.Option(0.25, help="share of each batch that is fresh "
+                                            "simulated frames of the model's lattice (domain-"
+                                            "randomised), in [0, 1); 0: pseudo-labels only"),
             threads: Optional[int] = _THREADS) -> None:
     """Ensemble iterative training (ELIT): self-train the ensemble on unlabelled frames.
 
-    Frames are resampled to the model's training scale (and cropped to one shape) first."""
+    Frames are resampled to the model's training scale (and cropped to one shape) first.
+    Distances of the pseudo-label rule are in Å, converted at the model's scale."""
+    from activescope.microscopy.ensemble.elit import PseudoLabelRule
     from activescope.microscopy.ensemble.elit import iterate as run_elit
     from activescope.microscopy.nets.checkpoint import load_checkpoint, save_checkpoint
+    from activescope.microscopy.sim.simulate import randomized_config
     from activescope.microscopy.training.trainer import TrainConfig
 
     _set_threads(threads)
     _check_pixel_size(pixel_size)
     members, card = load_checkpoint(model)
     if len(members) < 2:
-        raise DataError(f"{model} holds one model; ELIT needs an ensemble checkpoint")
+        raise DataError(f"{model} holds one model; ELIT needs an ensemble checkpoint "
+                        f"(make one from it with `atoms ensemble-train --init {model}`)")
+    scale = card.pixel_size or 1.0
+    rule = PseudoLabelRule(max_uncertainty=max_uncertainty, max_spread_px=max_spread / scale,
+                           max_pixel_std=max_pixel_std, label_radius_px=label_radius / scale,
+                           ignore_radius_px=ignore_radius / scale, species=species)
+    if not 0.0 <= sim_share < 1.0:
+        raise DataError(f"--sim-share must lie in [0, 1), got {sim_share}")
+    sim = None
+    if sim_share > 0 and card.lattice is not None:
+        sim = randomized_config(lattice=card.lattice, pixel_size=(
+            scale * (1 - PIXEL_SIZE_SPREAD), scale * (1 + PIXEL_SIZE_SPREAD)))
+    elif sim_share > 0:
+        _warn(f"{model.name} records no lattice: no simulated frames are mixed in")
     frames = _read_folder(folder, pixel_size, card.pixel_size)
     multiple = members[0].size_multiple
     crop = min(crop, *frames.shape[1:]) // multiple * multiple
@@ -440,8 +506,10 @@ def iterate(folder: Path = typer.Argument(..., help="folder of unlabelled images
                          seed=seed)
     check_destination(out, folder=False)
     with _progress(f"ELIT {rounds} round(s) x {len(members)} members") as callback:
-        result = run_elit(members, card.classes, frames, rounds, config, callback=callback)
-    card.training["elit"] = {"rounds": rounds, "steps": steps, "frames": len(frames)}
+        result = run_elit(members, card.classes, frames, rounds, config, rule, sim, sim_share,
+                          callback=callback, lattice=card.lattice, pixel_size=card.pixel_size)
+    card.training["elit"] = {"rounds": rounds, "steps": steps, "frames": len(frames),
+                             "rule": vars(rule), "sim_share": sim_share if sim else 0.0}
     save_checkpoint(out, result.members, card)
     for entry in result.rounds:
         typer.echo(f"round {entry.round}: {entry.n_confident}/{entry.n_atoms} atoms confident, "

@@ -7,7 +7,11 @@ import torch
 
 from activescope.engine.errors import DataError, SpecError
 from activescope.microscopy.ensemble.elit import PseudoLabelRule, iterate, pseudo_labels
-from activescope.microscopy.ensemble.finder import Ensemble, group_detections, lookup_members
+from activescope.microscopy.ensemble.finder import (
+    Ensemble,
+    group_detections,
+    lookup_members,
+)
 from activescope.microscopy.ensemble.train import train_ensemble
 from activescope.microscopy.find.predict import Predictor, fuse_batchnorm
 from activescope.microscopy.nets.fused import FusedUNet, fusable

@@ -10,11 +10,20 @@ import pandas as pd
 import pytest
 
 from activescope.engine.errors import DataError
-from activescope.microscopy.find.locate import find_atoms, one_hot, read_atoms, save_atoms
+from activescope.microscopy.find.locate import (
+    find_atoms,
+    one_hot,
+    read_atoms,
+    save_atoms,
+)
 from activescope.microscopy.find.metrics import match_atoms
 from activescope.microscopy.find.overlay import save_overlay
 from activescope.microscopy.io import read_image
-from activescope.microscopy.sim.simulate import SimConfig, simulate_batch, simulate_frame
+from activescope.microscopy.sim.simulate import (
+    SimConfig,
+    simulate_batch,
+    simulate_frame,
+)
 
 
 def _blob_map(centres: list[tuple[float, float, float]], shape: tuple[int, int] = (40, 40),

@@ -5,7 +5,11 @@ import pytest
 import torch
 
 from activescope.engine.errors import DataError
-from activescope.microscopy.find.predict import Predictor, fuse_batchnorm, validate_images
+from activescope.microscopy.find.predict import (
+    Predictor,
+    fuse_batchnorm,
+    validate_images,
+)
 
 
 @pytest.mark.parametrize("separable", [False, True])

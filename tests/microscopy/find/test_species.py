@@ -7,9 +7,13 @@ import pandas as pd
 import pytest
 
 from activescope.engine.errors import DataError
-from activescope.microscopy.find.species import (assign_species, assign_species_table,
-                                                 fit_lattice_vectors, sample_intensity,
-                                                 split_sublattices)
+from activescope.microscopy.find.species import (
+    assign_species,
+    assign_species_table,
+    fit_lattice_vectors,
+    sample_intensity,
+    split_sublattices,
+)
 from activescope.microscopy.sim.simulate import SimConfig, simulate_frame
 
 # moderate noise and drift, no defects: the S2 / Mo ratio is set by the contrast exponent

@@ -6,7 +6,11 @@ import torch
 
 from activescope.engine.errors import DataError, SpecError
 from activescope.microscopy.find.predict import fuse_batchnorm
-from activescope.microscopy.nets.checkpoint import ModelCard, load_checkpoint, save_checkpoint
+from activescope.microscopy.nets.checkpoint import (
+    ModelCard,
+    load_checkpoint,
+    save_checkpoint,
+)
 from activescope.microscopy.nets.fused import FusedUNet
 from activescope.microscopy.nets.unet import build_network, standardize
 

@@ -7,8 +7,13 @@ import pytest
 
 from activescope.engine.errors import SpecError
 from activescope.microscopy.sim import simulate as sim
-from activescope.microscopy.sim.simulate import (RANDOMIZATION, SimConfig, column_intensities,
-                                                 randomized_config, simulate_frame)
+from activescope.microscopy.sim.simulate import (
+    RANDOMIZATION,
+    SimConfig,
+    column_intensities,
+    randomized_config,
+    simulate_frame,
+)
 
 QUIET = dict(dose=float("inf"), read_noise=0.0, background=0.0, jitter=0.0, drift=0.0,
              vacancy_prob=0.0, dopant_prob=0.0)

@@ -8,7 +8,12 @@ from scipy.spatial import cKDTree
 
 from activescope.engine.errors import SpecError
 from activescope.microscopy.sim.lattices import LATTICES, lattice_classes
-from activescope.microscopy.sim.simulate import SimConfig, frame_seeds, simulate_batch, simulate_frame
+from activescope.microscopy.sim.simulate import (
+    SimConfig,
+    frame_seeds,
+    simulate_batch,
+    simulate_frame,
+)
 
 QUIET = dict(dose=float("inf"), read_noise=0.0, background=0.0, jitter=0.0, drift=0.0)
 
@@ -52,6 +57,7 @@ def test_each_lattice_has_its_physical_column_classes() -> None:
         "mos2": (["background", "metal", "chalcogen", "dopant"], {"Mo", "S2", "W"}),
         "ws2": (["background", "metal", "chalcogen", "dopant"], {"W", "S2", "Mo"}),
         "srtio3": (["background", "Sr", "Ti-O", "O", "dopant"], {"Sr", "TiO", "O", "La"}),
+        "srtio3_110": (["background", "Sr-O", "Ti", "O", "dopant"], {"SrO", "Ti", "O2", "LaO"}),
     }
     for lattice, (classes, names) in expected.items():
         assert lattice_classes(lattice) == classes

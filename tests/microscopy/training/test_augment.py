@@ -2,7 +2,13 @@
 
 import torch
 
-from activescope.microscopy.training.augment import IGNORE_INDEX, Augmenter, gaussian_blur, rot90_flip, zoom
+from activescope.microscopy.training.augment import (
+    IGNORE_INDEX,
+    Augmenter,
+    gaussian_blur,
+    rot90_flip,
+    zoom,
+)
 
 
 def _stripes(n: int = 4, size: int = 32):

@@ -6,7 +6,10 @@ neighbourhoods of uncertain atoms and pixels where members disagree are marked
 ``IGNORE_INDEX`` so the loss never sees them; everything else is background. Every member is
 then fine-tuned on these pseudo-labels (optionally mixed with fresh simulated frames so that
 it does not forget the clean case), with its own batch order, and the next round starts from
-the improved ensemble.
+the improved ensemble. With the lattice rule (``PseudoLabelRule.species="lattice"``, default)
+the classes come from the sublattices (``find.species``), not from the members' votes, and
+sublattice sites the ensemble missed are labelled or ignored instead of taught as background:
+the network learns the species of a contrast it was never trained on.
 """
 
 from __future__ import annotations
@@ -19,7 +22,16 @@ import torch
 
 from activescope.engine.errors import DataError
 from activescope.microscopy.ensemble.finder import Ensemble
-from activescope.microscopy.find.predict import validate_images
+from activescope.microscopy.find.predict import (
+    check_species,
+    decide_species,
+    validate_images,
+)
+from activescope.microscopy.find.species import (
+    fit_lattice,
+    missing_sites,
+    sample_intensity,
+)
 from activescope.microscopy.nets.unet import UNet
 from activescope.microscopy.sim.simulate import SimConfig
 from activescope.microscopy.training.augment import IGNORE_INDEX
@@ -37,10 +49,20 @@ from activescope.microscopy.training.trainer import (
 class PseudoLabelRule:
     """When an ensemble detection becomes a pseudo-label, and how it is drawn (pixels).
 
-    An atom is confident when its ``uncertainty`` (1 - detection frequency x class agreement)
-    is at most ``max_uncertainty`` and its detections spread at most ``max_spread_px``.
-    Pixels whose atom probability varies across members by more than ``max_pixel_std`` (std)
-    are ignored, as are disks of ``ignore_radius_px`` around unconfident atoms.
+    With ``species="network"`` an atom is confident when its ``uncertainty`` (1 - detection
+    frequency x class agreement) is at most ``max_uncertainty``; with ``species="lattice"``
+    (default) its class comes from its sublattice (``find.species``), so it only needs a
+    detection frequency of at least ``1 - max_uncertainty`` and a place on a sublattice (atoms
+    on none, such as dopants, still need the class agreement). Either way its detections
+    spread at most ``max_spread_px``. Pixels whose atom probability varies across members by
+    more than ``max_pixel_std`` (std) are ignored, as are disks of ``ignore_radius_px`` around
+    unconfident atoms.
+
+    ``fill_sites`` (lattice species only): sites of a sublattice within two lattice steps of
+    its atoms where the ensemble found nothing (columns it misses, e.g. fainter than in
+    training) are labelled with the sublattice's class when their image brightness is at
+    least halfway from the frame's median to the sublattice's mean, and ignored otherwise
+    (a vacancy is then never taught as an atom, nor a missed column as background).
     """
 
     max_uncertainty: float = 0.1
@@ -48,6 +70,16 @@ class PseudoLabelRule:
     max_pixel_std: float = 0.2
     label_radius_px: float = 3.0
     ignore_radius_px: float = 5.0
+    species: str = "lattice"
+    fill_sites: bool = True
+
+    def __post_init__(self) -> None:
+        check_species(self.species)
+        if not 0.0 <= self.max_uncertainty < 1.0:
+            raise DataError(f"max_uncertainty must lie in [0, 1), got {self.max_uncertainty}")
+        for name in ("max_spread_px", "max_pixel_std", "label_radius_px", "ignore_radius_px"):
+            if not getattr(self, name) >= 0:
+                raise DataError(f"{name} must be at least 0, got {getattr(self, name)}")
 
 
 def _paint_disks(canvas: np.ndarray, atoms: pd.DataFrame, radius_px: float,
@@ -62,7 +94,7 @@ def _paint_disks(canvas: np.ndarray, atoms: pd.DataFrame, radius_px: float,
     dy, dx = dy[inside], dx[inside]
     rows = np.rint(atoms["y"].to_numpy())[:, None].astype(int) + dy[None]
     cols = np.rint(atoms["x"].to_numpy())[:, None].astype(int) + dx[None]
-    frames = np.broadcast_to(atoms["frame"].to_numpy()[:, None], rows.shape)
+    frames = np.broadcast_to(atoms["frame"].to_numpy().astype(int)[:, None], rows.shape)
     ok = (rows >= 0) & (rows < height) & (cols >= 0) & (cols < width)
     canvas[frames[ok], rows[ok], cols[ok]] = np.broadcast_to(values[:, None], rows.shape)[ok]
 
@@ -78,16 +110,64 @@ def pseudo_labels(ensemble: Ensemble, images: np.ndarray,
     stack = validate_images(images)
     maps = ensemble.probabilities(stack)
     atoms = ensemble.group_all(maps)
-    confident = ((atoms["uncertainty"] <= rule.max_uncertainty)
-                 & (atoms["pos_spread_px"] <= rule.max_spread_px))
-    atoms = atoms.assign(confident=confident.to_numpy())
+    agreed = atoms["uncertainty"].to_numpy() <= rule.max_uncertainty
+    if rule.species == "lattice":
+        atoms = decide_species(atoms, stack, "lattice", ensemble.lattice, ensemble.pixel_size,
+                               len(ensemble.classes))
+        on_lattice = atoms["sublattice"].to_numpy() >= 0
+        frequent = atoms["detection_freq"].to_numpy() >= 1.0 - rule.max_uncertainty
+        agreed = np.where(on_lattice, frequent, agreed)
+    confident = agreed & (atoms["pos_spread_px"].to_numpy() <= rule.max_spread_px)
+    atoms = atoms.assign(confident=confident)
     labels = np.zeros(stack.shape, dtype=np.uint8)
     labels[np.sqrt(maps.atom_variance) > rule.max_pixel_std] = IGNORE_INDEX
     unsure = atoms[~atoms["confident"]]
     _paint_disks(labels, unsure, rule.ignore_radius_px, np.full(len(unsure), IGNORE_INDEX))
+    if rule.species == "lattice" and rule.fill_sites:
+        sites = lattice_sites(atoms[atoms["confident"]], stack, ensemble.lattice,
+                              ensemble.pixel_size)
+        filled = sites[sites["cls"] > 0]
+        _paint_disks(labels, sites[sites["cls"] == 0], rule.ignore_radius_px,
+                     np.full((sites["cls"] == 0).sum(), IGNORE_INDEX))
+        atoms = atoms.assign(filled=False)
+        if len(filled):
+            atoms = pd.concat([atoms, filled.assign(confident=True, filled=True)],
+                              ignore_index=True)
     sure = atoms[atoms["confident"]]
     _paint_disks(labels, sure, rule.label_radius_px, sure["cls"].to_numpy().astype(np.uint8))
     return labels, atoms
+
+
+def lattice_sites(atoms: pd.DataFrame, stack: np.ndarray, lattice: str | None,
+                  pixel_size: float | None) -> pd.DataFrame:
+    """Missing sublattice sites of every frame (``find.species.missing_sites``): x, y, frame
+    and ``cls`` (the sublattice's class where the site is bright enough, else 0)."""
+    rows = []
+    for k in np.unique(atoms["frame"].to_numpy()) if len(atoms) else []:
+        own = atoms[(atoms["frame"] == k) & (atoms["sublattice"] >= 0)]
+        xy = own[["x", "y"]].to_numpy(dtype=np.float64)
+        try:
+            vectors = fit_lattice(xy, lattice, pixel_size)
+        except DataError:
+            continue
+        sublattice = own["sublattice"].to_numpy()
+        site_xy, site_sub = missing_sites(xy, sublattice, vectors, stack.shape[1:])
+        if not len(site_xy):
+            continue
+        image = stack[k]
+        brightness = sample_intensity(image, xy)
+        n_sub = int(sublattice.max()) + 1
+        mean = np.bincount(sublattice, weights=brightness, minlength=n_sub) / np.maximum(
+            np.bincount(sublattice, minlength=n_sub), 1)
+        cls_of = np.array([np.bincount(own["cls"].to_numpy()[sublattice == s]).argmax()
+                           if (sublattice == s).any() else 0 for s in range(n_sub)])
+        cut = 0.5 * (np.median(image) + mean[site_sub])
+        bright = sample_intensity(image, site_xy) >= cut
+        rows.append(pd.DataFrame({"x": site_xy[:, 0], "y": site_xy[:, 1], "frame": k,
+                                  "cls": np.where(bright, cls_of[site_sub], 0)}))
+    empty = pd.DataFrame({"x": np.zeros(0), "y": np.zeros(0), "frame": np.zeros(0, int),
+                          "cls": np.zeros(0, int)})
+    return pd.concat(rows, ignore_index=True) if rows else empty
 
 
 class MixedFrames:
@@ -133,10 +213,15 @@ def iterate(members: list[UNet], classes: list[str], images: np.ndarray, rounds:
 
     ``images`` are unlabelled frames ``(N, H, W)`` at least ``config.crop_size`` pixels wide.
     With ``sim`` given, ``simulated_share`` of every batch is fresh simulated frames.
+    ``ensemble_kwargs`` go to ``Ensemble`` (e.g. ``lattice`` and ``pixel_size``, which the
+    lattice pseudo-label rule uses to rank sublattices against the material's Z order).
     ``callback(step, total, loss)`` counts fine-tuning steps over all rounds and members.
     """
     if rounds < 1:
         raise DataError(f"ELIT needs at least one round, got {rounds}")
+    if not 0.0 <= simulated_share < 1.0:
+        raise DataError(f"the simulated share of a batch must lie in [0, 1), got "
+                        f"{simulated_share}")
     stack = validate_images(images)
     if min(stack.shape[1:]) < config.crop_size:
         raise DataError(f"frames {stack.shape[1:]} are smaller than the crop size "

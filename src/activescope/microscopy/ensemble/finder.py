@@ -39,6 +39,8 @@ from activescope.microscopy.find.locate import (
 from activescope.microscopy.find.metrics import detection_scores
 from activescope.microscopy.find.predict import (
     atoms_from_probabilities,
+    check_species,
+    decide_species,
     default_device,
     fuse_batchnorm,
     to_network_input,
@@ -84,13 +86,17 @@ class Ensemble:
         min_frequency: fraction of members that must find an atom for it to be reported.
         threshold, min_distance_px, refine, edge_px, min_area_px: passed to ``locate.find_atoms``
             (defaults tuned on simulated frames: 0.5, 4 px, True, 0, 3 px).
+        species, lattice, pixel_size: how consensus classes are decided, as in ``Predictor``
+            (default ``"lattice"``: per sublattice; confidence ``1 - class_disagreement``).
     """
 
     def __init__(self, members: Sequence[UNet], classes: Sequence[str],
                  device: str | torch.device | None = None, threshold: float = 0.5,
                  min_distance_px: float = 4.0, refine: bool = True, edge_px: int = 0,
                  min_area_px: int = 3, cluster_radius_px: float = 2.5, min_frequency: float = 0.5,
-                 batch_size: int = 2, backend: str = "auto", member_lookup: bool = False) -> None:
+                 batch_size: int = 2, backend: str = "auto", member_lookup: bool = False,
+                 species: str = "lattice", lattice: str | None = None,
+                 pixel_size: float | None = None) -> None:
         if len(members) < 2:
             raise SpecError(f"an ensemble needs at least 2 members, got {len(members)}")
         if any(member.n_classes != len(classes) for member in members):
@@ -101,6 +107,8 @@ class Ensemble:
         if backend not in BACKENDS:
             raise SpecError(f"ensemble backend must be one of {BACKENDS}, got {backend!r}")
         check_find_settings(threshold, min_distance_px)
+        check_species(species)
+        self.species, self.lattice, self.pixel_size = species, lattice, pixel_size
         self.device = torch.device(device) if device is not None else default_device()
         folded = [fuse_batchnorm(member).to(self.device) for member in members]
         if backend == "auto":
@@ -130,10 +138,12 @@ class Ensemble:
     @classmethod
     def from_checkpoint(cls, path: str | Path, classes: Sequence[str] | None = None,
                         device: str | torch.device | None = None, **kwargs) -> "Ensemble":
-        """Load an ensemble checkpoint (``save_checkpoint`` with a list of members)."""
+        """Load an ensemble checkpoint (``save_checkpoint`` with a list of members); the card's
+        lattice and pixel size guide the species decision."""
         members, card = load_checkpoint(path, classes, device or default_device())
         if len(members) < 2:
             raise DataError(f"checkpoint {path} holds one model, not an ensemble")
+        kwargs = {"lattice": card.lattice, "pixel_size": card.pixel_size, **kwargs}
         return cls(members, card.classes, device, **kwargs)
 
     def _logits(self, batch: torch.Tensor) -> Iterator[torch.Tensor]:
@@ -170,11 +180,7 @@ class Ensemble:
 
     def member_atoms(self, maps: EnsembleMaps) -> pd.DataFrame:
         """Every member's detections: columns x, y, cls, score, frame, member."""
-        n_members, n_frames = maps.members.shape[:2]
-        flat = maps.members.reshape(n_members * n_frames, *maps.members.shape[2:])
-        atoms = atoms_from_probabilities(flat, **self.find_kwargs)
-        member, frame = np.divmod(atoms["frame"].to_numpy(), n_frames)
-        return atoms.assign(frame=frame, member=member)
+        return member_detections(maps.members, self.find_kwargs)
 
     def find(self, images: np.ndarray | torch.Tensor) -> pd.DataFrame:
         """Consensus atoms with uncertainty columns (``lookup_members`` or ``group_detections``)."""
@@ -183,14 +189,21 @@ class Ensemble:
     def find_with_maps(self, images: np.ndarray | torch.Tensor
                        ) -> tuple[pd.DataFrame, EnsembleMaps]:
         """Consensus atoms and the probability maps they came from."""
-        maps = self.probabilities(images)
+        stack = validate_images(images)
+        maps = self.probabilities(stack)
         if self.member_lookup:
             consensus = atoms_from_probabilities(maps.mean, **self.find_kwargs)
             atoms = lookup_members(consensus, maps.members, self.find_kwargs["threshold"],
                                    self.cluster_radius_px)
         else:
             atoms = self.group_all(maps)
-        return atoms[atoms["detection_freq"] >= self.min_frequency].reset_index(drop=True), maps
+        atoms = atoms[atoms["detection_freq"] >= self.min_frequency].reset_index(drop=True)
+        return self.decide_species(atoms, stack), maps
+
+    def decide_species(self, atoms: pd.DataFrame, stack: np.ndarray) -> pd.DataFrame:
+        """This ensemble's species decision on consensus atoms of frames ``(N, H, W)``."""
+        return decide_species(atoms, stack, self.species, self.lattice, self.pixel_size,
+                              len(self.classes))
 
     def find_at_scale(self, image: np.ndarray, pixel_size: float, model_pixel_size: float
                       ) -> tuple[pd.DataFrame, EnsembleMaps]:
@@ -233,6 +246,15 @@ class Ensemble:
     def best_members(self, images: np.ndarray | torch.Tensor, k: int = 1) -> list[int]:
         """Indices of the ``k`` members agreeing most with the consensus on ``images``."""
         return self.rank_members(images)["member"].head(k).tolist()
+
+
+def member_detections(member_maps: np.ndarray, find_kwargs: dict) -> pd.DataFrame:
+    """Atoms of every member's maps ``(M, N, C, H, W)``: x, y, cls, score, frame, member."""
+    n_members, n_frames = member_maps.shape[:2]
+    flat = member_maps.reshape(n_members * n_frames, *member_maps.shape[2:])
+    atoms = atoms_from_probabilities(flat, **find_kwargs)
+    member, frame = np.divmod(atoms["frame"].to_numpy(), n_frames)
+    return atoms.assign(frame=frame, member=member)
 
 
 def group_detections(detections: pd.DataFrame, n_members: int, radius_px: float,

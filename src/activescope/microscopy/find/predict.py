@@ -1,4 +1,4 @@
-"""Predictor: images -> class probabilities -> atoms (AtomAI-style split from training).
+"""Predictor: images -> class probabilities -> atoms (kept apart from training, as AtomAI does).
 
 Images are validated (``DataError`` for wrong dimensions, NaN/inf, empty or constant frames),
 standardised per frame, reflect-padded to a multiple of the network's ``size_multiple``, and
@@ -27,10 +27,12 @@ from activescope.microscopy.find.locate import (
     rescale_frame,
     to_original_pixels,
 )
+from activescope.microscopy.find.species import SPECIES_MODES, species_by_frame
 from activescope.microscopy.nets.checkpoint import load_checkpoint
 from activescope.microscopy.nets.unet import ConvBlock, UNet, standardize
 
 MIN_FRAME_PX = 16
+VIEW_CLUSTER_PX = 2.5  # detections of rotated views closer than this are one atom
 
 
 def default_device() -> torch.device:
@@ -102,15 +104,32 @@ class Predictor:
         threshold, min_distance_px, refine, edge_px, min_area_px: passed to ``locate.find_atoms``
             (defaults tuned on simulated frames: 0.5, 4 px, True, 0, 3 px).
         batch_size: frames per forward pass (memory vs. throughput).
+        species: ``"lattice"`` (default): classes decided per sublattice of the fitted lattice
+            (``find.species``; ranked by measured brightness against the Z order when
+            ``lattice`` is known, else a vote of confident atoms), adding ``cls_network`` and
+            ``sublattice`` columns; ``"network"``: each atom keeps the network's class.
+        lattice: the material the network was trained on (``from_checkpoint`` reads it).
+        pixel_size: Å/px of the frames the network sees (guides the lattice fit).
+        views: 1, or 4 to run the network on the four 90° rotations of each frame and group
+            the four views' detections as an ensemble's (test-time augmentation): a single
+            model then gets the per-atom uncertainty columns of ``Ensemble.find``
+            (``detection_freq``, ``class_disagreement``, ``uncertainty``, ...) at 4x the time.
     """
 
     def __init__(self, model: UNet, classes: Sequence[str], device: str | torch.device | None = None,
                  threshold: float = 0.5, min_distance_px: float = 4.0, refine: bool = True,
-                 edge_px: int = 0, min_area_px: int = 3, batch_size: int = 4) -> None:
+                 edge_px: int = 0, min_area_px: int = 3, batch_size: int = 4,
+                 species: str = "lattice", lattice: str | None = None,
+                 pixel_size: float | None = None, views: int = 1) -> None:
         if model.n_classes != len(classes):
             raise DataError(f"network has {model.n_classes} output classes but {len(classes)} "
                             f"class names were given: {list(classes)}")
         check_find_settings(threshold, min_distance_px)
+        check_species(species)
+        if views not in (1, 4):
+            raise DataError(f"views must be 1 or 4 (rotations of the frame), got {views}")
+        self.species, self.lattice, self.pixel_size = species, lattice, pixel_size
+        self.views = views
         self.device = torch.device(device) if device is not None else default_device()
         self.model = fuse_batchnorm(model).to(self.device, memory_format=torch.channels_last)
         self.classes = list(classes)
@@ -121,8 +140,10 @@ class Predictor:
     @classmethod
     def from_checkpoint(cls, path: str | Path, classes: Sequence[str] | None = None,
                         device: str | torch.device | None = None, **kwargs) -> "Predictor":
-        """Load a single-model checkpoint (the first member of an ensemble checkpoint)."""
+        """Load a single-model checkpoint (the first member of an ensemble checkpoint); the
+        card's lattice and pixel size guide the species decision."""
         models, card = load_checkpoint(path, classes, device or default_device())
+        kwargs = {"lattice": card.lattice, "pixel_size": card.pixel_size, **kwargs}
         return cls(models[0], card.classes, device, **kwargs)
 
     def probabilities(self, images: np.ndarray | torch.Tensor) -> np.ndarray:
@@ -146,8 +167,26 @@ class Predictor:
     def find_with_probabilities(self, images: np.ndarray | torch.Tensor
                                 ) -> tuple[pd.DataFrame, np.ndarray]:
         """Atoms and the probability maps they came from."""
-        probs = self.probabilities(images)
-        return atoms_from_probabilities(probs, **self.find_kwargs), probs
+        stack = validate_images(images)
+        if self.views == 1:
+            probs = self.probabilities(stack)
+            atoms = atoms_from_probabilities(probs, **self.find_kwargs)
+        else:
+            from activescope.microscopy.ensemble.finder import (
+                group_detections,
+                member_detections,
+            )
+
+            rotated = (np.ascontiguousarray(np.rot90(stack, k, axes=(1, 2)))
+                       for k in range(self.views))
+            views = np.stack([np.rot90(self.probabilities(view), -k, axes=(2, 3))
+                              for k, view in enumerate(rotated)])
+            probs = views.mean(axis=0)
+            atoms = group_detections(member_detections(views, self.find_kwargs), self.views,
+                                     VIEW_CLUSTER_PX, views)
+            atoms = atoms[atoms["detection_freq"] >= 0.5].reset_index(drop=True)
+        return decide_species(atoms, stack, self.species, self.lattice, self.pixel_size,
+                              len(self.classes)), probs
 
     def find_at_scale(self, image: np.ndarray, pixel_size: float,
                       model_pixel_size: float) -> pd.DataFrame:
@@ -170,3 +209,17 @@ def atoms_from_probabilities(probs: np.ndarray, **find_kwargs) -> pd.DataFrame:
         atoms = atoms.assign(frame=0)
     return atoms
 
+
+
+def check_species(species: str) -> None:
+    """Reject an unknown species mode (``find.species.SPECIES_MODES``)."""
+    if species not in SPECIES_MODES:
+        raise DataError(f"species must be one of {', '.join(SPECIES_MODES)}, got {species!r}")
+
+
+def decide_species(atoms: pd.DataFrame, stack: np.ndarray, species: str, lattice: str | None,
+                   pixel_size: float | None, n_classes: int) -> pd.DataFrame:
+    """Classes per sublattice (``species="lattice"``) or as found (``"network"``)."""
+    if species == "network":
+        return atoms
+    return species_by_frame(atoms, stack, lattice, pixel_size, n_classes)

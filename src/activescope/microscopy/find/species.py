@@ -24,6 +24,10 @@ atoms are
    Atoms with a confident per-atom ``keep`` class (by default the lattice's ``dopant``) and
    atoms on no sublattice (small isolated pieces) keep the network's class.
 
+The finders (``Predictor``, ``Ensemble``; ``atoms find --species lattice``, the default) run
+this frame by frame through :func:`species_by_frame`; ELIT's pseudo-labels use it too, and
+:func:`missing_sites` gives the sublattice sites where a finder found nothing.
+
 Positions are in pixels; nothing here needs torch.
 """
 
@@ -39,8 +43,12 @@ from scipy.spatial import cKDTree
 
 from activescope.engine.errors import DataError
 
-__all__ = ["SpeciesAssignment", "fit_lattice_vectors", "split_sublattices", "assign_species",
-           "assign_species_table", "sample_intensity"]
+__all__ = ["SPECIES_MODES", "SpeciesAssignment", "fit_lattice_vectors", "split_sublattices",
+           "assign_species", "assign_species_table", "fit_lattice", "lattice_vector_length_px",
+           "missing_sites", "sample_intensity", "species_by_frame"]
+
+#: How a finder decides classes: per sublattice (default) or per atom, as the network says.
+SPECIES_MODES = ("lattice", "network")
 
 
 @dataclass
@@ -79,12 +87,13 @@ def _translation_score(xy: np.ndarray, tree: cKDTree, v: np.ndarray, tol: float)
 
 def fit_lattice_vectors(xy: np.ndarray, expected_length: float | None = None,
                         tol: float = 0.2, min_score: float = 0.7,
-                        neighbours: int = 12) -> np.ndarray:
+                        neighbours: int = 12, max_sources: int = 200) -> np.ndarray:
     """Two lattice vectors (2, 2), rows, in the units of ``xy`` (N, 2).
 
     ``tol`` is the matching tolerance as a share of the nearest-neighbour distance;
     ``min_score`` the share of atoms that must find a partner for an offset to count as a
-    translation. ``expected_length`` (optional, same units) picks, among translations, those
+    translation; the offsets come from at most ``max_sources`` atoms (a fixed random sample).
+    ``expected_length`` (optional, same units) picks, among translations, those
     closest to that length (needed where a sub-cell translation also scores, e.g. the a/2
     square of column positions in SrTiO3 [001]). Raises ``DataError`` when no lattice is found.
     """
@@ -99,21 +108,25 @@ def fit_lattice_vectors(xy: np.ndarray, expected_length: float | None = None,
     if not nn > 0:
         raise DataError("atom positions coincide; no lattice can be fitted")
     tol_px = tol * nn
-    diffs = _fold((xy[index[:, 1:]] - xy[:, None, :]).reshape(-1, 2))
-    if len(diffs) > 40000:
-        diffs = diffs[np.random.default_rng(0).choice(len(diffs), 40000, replace=False)]
+    # offsets from a sample of atoms suffice to find the clusters (and keep the fit fast)
+    sources = np.arange(len(xy))
+    if len(xy) > max_sources:
+        sources = np.random.default_rng(0).choice(len(xy), max_sources, replace=False)
+    diffs = _fold((xy[index[sources, 1:]] - xy[sources, None, :]).reshape(-1, 2))
     diff_tree = cKDTree(diffs)
     counts = diff_tree.query_ball_point(diffs, tol_px, return_length=True)
+    # greedy clustering, densest offset first; offsets near a chosen one are covered by it
+    order = np.argsort(-counts, kind="stable")
+    order = order[counts[order] >= 0.1 * len(diffs) / k]
+    covered = np.zeros(len(diffs), dtype=bool)
     centres: list[np.ndarray] = []
-    for i in np.argsort(-counts, kind="stable"):
-        if counts[i] < 0.1 * len(diffs) / k:
+    while len(centres) < 4 * k:
+        open_ = order[~covered[order]]
+        if not len(open_):
             break
-        if any(np.linalg.norm(diffs[i] - c) < 2 * tol_px for c in centres):
-            continue
-        members = diff_tree.query_ball_point(diffs[i], tol_px)
-        centres.append(diffs[members].mean(axis=0))
-        if len(centres) >= 4 * k:
-            break
+        seed = diffs[open_[0]]
+        centres.append(diffs[diff_tree.query_ball_point(seed, tol_px)].mean(axis=0))
+        covered[diff_tree.query_ball_point(seed, 2 * tol_px)] = True
     translations = [c for c in centres if _translation_score(xy, tree, c, tol_px) >= min_score]
     if expected_length is not None:
         translations = [c for c in translations
@@ -244,12 +257,17 @@ def assign_species(xy: np.ndarray, probs: np.ndarray | None = None,
         own = np.where(own == 0, 1 + probs[:, 1:].argmax(axis=1), own)
     cls = own.copy() if own is not None else np.zeros(n, dtype=np.int64)
 
-    # atoms confidently of a kept class (dopants) neither vote nor get overruled
+    # atoms confidently of a kept class (dopants) neither vote nor get overruled, unless they
+    # are most of their sublattice: then the kept class is the host, not a dopant
     kept = np.zeros(n, dtype=bool)
     if probs is not None:
         for c in keep:
             if c < probs.shape[1]:
                 kept |= (own == c) & (probs[:, c] >= confidence)
+        on = sublattice >= 0
+        kept_share = (np.bincount(sublattice[on], weights=kept[on], minlength=n_sub)
+                      / np.maximum(np.bincount(sublattice[on], minlength=n_sub), 1))
+        kept &= ~on | (kept_share[np.maximum(sublattice, 0)] < 0.5)
 
     decided: dict[int, int] = {}
     method = "vote"
@@ -263,8 +281,9 @@ def assign_species(xy: np.ndarray, probs: np.ndarray | None = None,
                 per_class[c] = max(per_class[c], b)
             weights = probs / np.maximum(probs.sum(axis=1, keepdims=True), 1e-12)
             score = weights @ per_class
-        mean = [float(np.mean(score[(sublattice == s) & ~kept])) if np.any(
-            (sublattice == s) & ~kept) else -np.inf for s in range(n_sub)]
+        on = sublattice >= 0
+        mean = (np.bincount(sublattice[on], weights=score[on], minlength=n_sub)
+                / np.bincount(sublattice[on], minlength=n_sub))
         by_measured = np.argsort(mean, kind="stable")
         by_expected = np.argsort(basis_brightness, kind="stable")
         decided = {int(s): int(basis_class[b]) for s, b in zip(by_measured, by_expected)}
@@ -318,3 +337,97 @@ def assign_species_table(atoms: pd.DataFrame, image: np.ndarray | None = None,
     table["cls"] = result.cls
     table["sublattice"] = result.sublattice
     return table
+
+
+def lattice_vector_length_px(lattice: str, pixel_size: float) -> float:
+    """Length of the shortest lattice vector of ``lattice`` in pixels of ``pixel_size`` Å."""
+    from activescope.microscopy.sim.lattices import projected_lattice
+
+    return float(np.linalg.norm(projected_lattice(lattice).cell, axis=1).min() / pixel_size)
+
+
+def fit_lattice(xy: np.ndarray, lattice: str | None = None,
+                pixel_size: float | None = None) -> np.ndarray:
+    """:func:`fit_lattice_vectors` guided by the material's lattice-vector length at
+    ``pixel_size`` Å/px when both are known, unguided when that fails or they are not.
+
+    Raises ``DataError`` when no lattice is found either way.
+    """
+    if lattice is not None and pixel_size is not None:
+        try:
+            return fit_lattice_vectors(xy, lattice_vector_length_px(lattice, pixel_size))
+        except DataError:
+            pass
+    return fit_lattice_vectors(xy)
+
+
+def species_by_frame(atoms: pd.DataFrame, images: np.ndarray, lattice: str | None = None,
+                     pixel_size: float | None = None, n_classes: int | None = None
+                     ) -> pd.DataFrame:
+    """:func:`assign_species_table` on every frame of a finder's table (``frame`` column).
+
+    ``images``: (N, H, W) frames the atoms were found in (intensities are sampled there).
+    ``pixel_size`` (Å/px of those frames) guides the lattice fit when ``lattice`` is known.
+    Confidence is ``class_score``, else ``1 - class_disagreement`` (ensembles). A frame where
+    no lattice is found keeps the network's classes and gets ``sublattice`` -1 throughout.
+    """
+    if atoms.empty:
+        return atoms.assign(cls_network=atoms["cls"], sublattice=np.zeros(0, dtype=np.int64))
+    table = atoms
+    if "class_score" not in table.columns and "class_disagreement" in table.columns:
+        table = table.assign(class_score=1.0 - table["class_disagreement"].astype(float))
+    frames = table["frame"].to_numpy() if "frame" in table.columns else np.zeros(len(table), int)
+    parts = []
+    for k in np.unique(frames):
+        part = table[frames == k]
+        try:
+            vectors = fit_lattice(part[["x", "y"]].to_numpy(dtype=np.float64), lattice,
+                                  pixel_size)
+            decided = assign_species_table(part, images[k], lattice, n_classes,
+                                           vectors=vectors)
+        except DataError:
+            decided = part.assign(cls_network=part["cls"], sublattice=-1)
+        parts.append(decided)
+    out = pd.concat(parts).loc[atoms.index]
+    return atoms.assign(cls=out["cls"].to_numpy(), cls_network=out["cls_network"].to_numpy(),
+                        sublattice=out["sublattice"].to_numpy())
+
+
+def missing_sites(xy: np.ndarray, sublattice: np.ndarray, vectors: np.ndarray,
+                  shape: tuple[int, int], steps: int = 2, margin_px: float = 2.0,
+                  tol: float = 0.3) -> tuple[np.ndarray, np.ndarray]:
+    """Sites of each sublattice where no atom was found: positions (M, 2) and sublattice (M,).
+
+    Candidates are the atoms of a sublattice shifted by up to ``steps`` lattice vectors along
+    each direction, inside the ``shape`` (rows, cols) frame by ``margin_px``; a candidate with
+    no atom within ``tol`` x the nearest-neighbour distance is missing. Candidates of one site
+    are merged (mean position). Positions in pixels.
+    """
+    xy = np.asarray(xy, dtype=np.float64)
+    on = sublattice >= 0
+    if on.sum() < 2:
+        return np.zeros((0, 2)), np.zeros(0, dtype=np.int64)
+    tree = cKDTree(xy)
+    nn = float(np.median(tree.query(xy, k=2)[0][:, 1]))
+    i, j = np.meshgrid(np.arange(-steps, steps + 1), np.arange(-steps, steps + 1))
+    shifts = np.stack([i.ravel(), j.ravel()], axis=1) @ np.asarray(vectors, dtype=np.float64)
+    shifts = shifts[np.linalg.norm(shifts, axis=1) > 0]
+    candidate = (xy[on][:, None, :] + shifts[None]).reshape(-1, 2)
+    owner = np.repeat(sublattice[on], len(shifts))
+    height, width = shape
+    inside = ((candidate[:, 0] >= margin_px) & (candidate[:, 0] <= width - 1 - margin_px)
+              & (candidate[:, 1] >= margin_px) & (candidate[:, 1] <= height - 1 - margin_px))
+    candidate, owner = candidate[inside], owner[inside]
+    distance, _ = tree.query(candidate, distance_upper_bound=tol * nn)
+    candidate, owner = candidate[~np.isfinite(distance)], owner[~np.isfinite(distance)]
+    if not len(candidate):
+        return np.zeros((0, 2)), np.zeros(0, dtype=np.int64)
+    pairs = cKDTree(candidate).query_pairs(tol * nn, output_type="ndarray")
+    graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])),
+                       shape=(len(candidate), len(candidate)))
+    _, site = connected_components(graph, directed=False)
+    count = np.bincount(site)
+    centre = np.stack([np.bincount(site, weights=candidate[:, d]) / count for d in (0, 1)],
+                      axis=1)
+    first = np.unique(site, return_index=True)[1]
+    return centre, owner[first]

@@ -53,7 +53,8 @@ class ConvBlock(nn.Sequential):
 
 
 class DilatedBottleneck(nn.Module):
-    """Stack of convolutions with growing dilation whose outputs are summed (AtomAI-style).
+    """Stack of convolutions with growing dilation whose outputs are summed (as in AtomAI's
+    U-Net; this is our own re-implementation).
 
     Widens the receptive field at the coarsest scale without further pooling, so the network
     sees whole unit cells even when atoms are many pixels apart.

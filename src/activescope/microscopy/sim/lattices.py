@@ -11,6 +11,7 @@ lattice           column classes (index 1, 2, ...)            dopant site       
 ``mos2`` (2H)     metal (Mo), chalcogen (S2, two stacked S)   metal              74 (W)
 ``ws2`` (2H)      metal (W), chalcogen (S2, two stacked S)    metal              42 (Mo)
 ``srtio3`` [001]  Sr, Ti-O (Ti over O), O                     Sr                 57 (La)
+``srtio3_110``    Sr-O (Sr over O), Ti, O (two O)             Sr                 57 (La)
 ================  ==========================================  =================  =========
 
 Every lattice ends with a ``dopant`` class (substitutional atom on the dopant site), and class 0
@@ -21,7 +22,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -75,12 +75,25 @@ def _srtio3() -> Atoms:
                    spacegroup=221, cellpar=[3.905, 3.905, 3.905, 90, 90, 90])
 
 
+def _srtio3_110() -> Atoms:
+    """SrTiO3 seen along [110]: the projected primitive cell a/√2 x a, one period a√2 deep
+    (Sr-O columns at the corners, Ti columns a/2 above them, O2 columns between Ti)."""
+    from ase import Atoms
+
+    a = 3.905
+    width, depth = a / np.sqrt(2.0), a * np.sqrt(2.0)
+    return Atoms("SrOTiO2", positions=[(0, 0, 0), (0, 0, depth / 2), (0, a / 2, depth / 4),
+                                       (width / 2, a / 2, 0), (width / 2, a / 2, depth / 2)],
+                 cell=[width, a, depth], pbc=True)
+
+
 # name -> (structure builder, column composition -> class name, dopant-site element, dopant Z)
 _LATTICES = {
     "graphene": (_graphene, {("C",): "C"}, "C", 14),
     "mos2": (lambda: _tmd("MoS2", 3.18), {("Mo",): "metal", ("S", "S"): "chalcogen"}, "Mo", 74),
     "ws2": (lambda: _tmd("WS2", 3.18), {("W",): "metal", ("S", "S"): "chalcogen"}, "W", 42),
     "srtio3": (_srtio3, {("Sr",): "Sr", ("O", "Ti"): "Ti-O", ("O",): "O"}, "Sr", 57),
+    "srtio3_110": (_srtio3_110, {("O", "Sr"): "Sr-O", ("Ti",): "Ti", ("O", "O"): "O"}, "Sr", 57),
 }
 
 LATTICES: tuple[str, ...] = tuple(_LATTICES)

@@ -34,8 +34,12 @@ from scipy import ndimage
 
 from activescope.engine.errors import SpecError
 from activescope.microscopy.sim.lattices import _LATTICES, lattice_classes
-from activescope.microscopy.sim.simulate import (Frame, _column_names, _disk_labels,
-                                                 standardize)
+from activescope.microscopy.sim.simulate import (
+    Frame,
+    _column_names,
+    _disk_labels,
+    standardize,
+)
 
 __all__ = ["MULTISLICE_LATTICES", "MissingMultisliceError", "multislice_frame",
            "multislice_validation_set", "tile_cell", "apply_dose", "CellImage"]

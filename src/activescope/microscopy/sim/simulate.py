@@ -47,7 +47,11 @@ import pandas as pd
 from scipy import fft
 
 from activescope.engine.errors import SpecError
-from activescope.microscopy.sim.lattices import ProjectedLattice, lattice_classes, projected_lattice
+from activescope.microscopy.sim.lattices import (
+    ProjectedLattice,
+    lattice_classes,
+    projected_lattice,
+)
 
 Range = float | tuple[float, float]
 

@@ -235,7 +235,8 @@ class Trainer:
                   history: TrainHistory, step: int) -> float:
         self.model.eval()
         names = classes or [str(k) for k in range(self.model.n_classes)]
-        result = validation.result(Predictor(self.model, names, self.device))
+        # the network's own classes: what training improves (finders add the lattice step)
+        result = validation.result(Predictor(self.model, names, self.device, species="network"))
         history.val_step.append(step)
         history.val_f1.append(result.f1)
         history.val_class_f1.append(result.class_aware_f1)
