@@ -4,7 +4,8 @@ STEM-EELS digital twin against random and raster scans, decision latency, server
 Usage:
     python benchmarks/microscope_bench.py [--parts beps twin latency roundtrip] [--seeds 5]
         [--first-seed 0] [--budget 300] [--out bench-out/microscope] [--threads 1]
-        [--latency-threads 1 2] [--quick]
+        [--latency-threads 1 2] [--latency-models dkl dkl+raw gp] [--latency-prefilter 2000 500]
+        [--strategies NAME...] [--conditions CONDITION...] [--quick]
 
 Parts (all by default):
 
@@ -16,12 +17,17 @@ Parts (all by default):
 - ``twin``: examples/twin_eels.yaml (peak position of the plasmon maximised over 2,304 probe
   positions, batches of 4, 20 diverse initial positions) with drift off, with the example's drift
   uncorrected and corrected every 20 spectra, and with a stronger drift (`STRONG_DRIFT`)
-  uncorrected and corrected. Strategies: DKL + UCB (the example as shipped), GP + UCB, random
-  and raster. Ground truth: the scalarized noise-free spectrum at every candidate position as
+  uncorrected and corrected, and corrected with selection among the reachable candidates only
+  (`InstrumentOracle.reachable`: positions that the correction would push out of the field of view
+  are not offered to the acquisition). Strategies: DKL + UCB (the example as shipped), GP + UCB,
+  random and raster. Ground truth: the scalarized noise-free spectrum at every candidate position as
   the reference overview showed it (`activescope.instruments.truth.twin_truth`).
 - ``latency``: fit + pool prediction + batch selection per step with 200 to 300 measured points
-  and 10,000 candidates (a 100 x 100 probe grid on the twin), DKL and GP, for each of
-  `--latency-threads` torch thread counts.
+  and 10,000 candidates (a 100 x 100 probe grid on the twin), for each of `--latency-models`
+  (`LATENCY_MODELS`: the default DKL, as in examples/twin_eels.yaml; the DKL of
+  examples/beps_playback.yaml, with a kernel on the raw patch added; the GP), each of
+  `--latency-threads` torch thread counts and each `--latency-prefilter` (the acquisition's
+  shortlist for the joint batch selection; 2,000 is the engine's default).
 - ``roundtrip``: a 1,024-point twin spectrum over HTTP on loopback (a real uvicorn server):
   median over 200 requests after 20 warm-up requests.
 
@@ -34,6 +40,10 @@ its *true* value is among the top 1 % and its measurement succeeded (so noise ca
 under drift a measurement counts for the position it was meant for, and a failed measurement
 spends budget and finds nothing); recall after N is after N selections.
 
+The engine does not consult `reachable()` yet: the "reachable only" condition emulates that hook
+here (`only_reachable`), which masks the candidates the oracle cannot reach before each model-based
+selection, as `Campaign._select` would.
+
 Results (CSV, markdown, figures) go to `--out`; finished runs are kept as JSON there, so an
 interrupted benchmark resumes where it stopped (delete the folder to start over).
 """
@@ -42,12 +52,15 @@ from __future__ import annotations
 
 import argparse
 import copy
+import itertools
 import json
 import os
 import platform
 import statistics
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -58,6 +71,7 @@ os.environ.setdefault("MKL_NUM_THREADS", "1")
 import numpy as np
 import pandas as pd
 
+import activescope.engine.campaign as campaign_module
 from activescope.bench import strategy_spec
 from activescope.engine.assemble import (
     build_instrument,
@@ -101,8 +115,16 @@ TWIN_CONDITIONS: dict[str, dict[str, dict[str, Any]]] = {
     "drift, corrected": {"oracle": {"drift_every": 20}},  # the example as shipped
     "strong drift, uncorrected": {"instrument": STRONG_DRIFT, "oracle": {"drift_every": 0}},
     "strong drift, corrected": {"instrument": STRONG_DRIFT, "oracle": {"drift_every": 20}},
+    "strong drift, corrected, reachable only": {"instrument": STRONG_DRIFT, "oracle": {"drift_every": 20}},
 }
 STRONG_STRATEGIES = ("dkl-ucb", "gp-ucb", "random")  # raster is left out of the strong-drift conditions
+REACHABLE_ONLY = {"strong drift, corrected, reachable only"}  # conditions that select among reachable candidates
+REACHABLE_STRATEGIES = ("dkl-ucb", "gp-ucb")  # model-based: `only_reachable` masks the model's selection
+LATENCY_MODELS: dict[str, dict[str, Any]] = {
+    "dkl": {"kind": "dkl"},
+    "dkl+raw": {"kind": "dkl", "kernel": "matern", "raw_kernel": "matern", "kernel_lr": 0.1},  # the BEPS example's
+    "gp": {"kind": "gp"},
+}
 COARSE_STEP = 3  # the coarse raster visits every third grid point in each direction
 
 
@@ -152,9 +174,30 @@ def map_scores(campaign: Campaign, ids: list[str], y: np.ndarray, truth: np.ndar
     return out
 
 
-def run_one(spec: CampaignSpec, truth_of: Any, pool_order: Any = None) -> dict[str, Any]:
+@contextmanager
+def only_reachable(campaign: Campaign) -> Iterator[list[int]]:
+    """While active, the campaign's model-based selections choose only among the candidates its
+    oracle can reach (`InstrumentOracle.reachable()`): the engine hook this benchmark emulates.
+    Yields a list that collects the number of unreachable candidates masked at each selection."""
+    select_batch = campaign_module.select_batch
+    masked: list[int] = []
+
+    def select(model: Any, X: np.ndarray, available: np.ndarray, *args: Any, **kwargs: Any) -> Any:
+        reachable = campaign.oracle.reachable()
+        masked.append(int((available & ~reachable).sum()))
+        return select_batch(model, X, available & reachable, *args, **kwargs)
+
+    campaign_module.select_batch = select
+    try:
+        yield masked
+    finally:
+        campaign_module.select_batch = select_batch
+
+
+def run_one(spec: CampaignSpec, truth_of: Any, pool_order: Any = None, reachable_only: bool = False) -> dict[str, Any]:
     """Run one campaign to its budget; `truth_of(campaign)` gives the ground truth (pool order).
-    `pool_order(pool)` (optional) reorders the spec's pool before the campaign starts."""
+    `pool_order(pool)` (optional) reorders the spec's pool before the campaign starts;
+    `reachable_only` selects among the reachable candidates only (`only_reachable`)."""
     pool = None
     if pool_order is not None:
         instrument = build_instrument(spec)
@@ -163,7 +206,7 @@ def run_one(spec: CampaignSpec, truth_of: Any, pool_order: Any = None) -> dict[s
         if hasattr(instrument, "close"):
             instrument.close()
     t0 = time.perf_counter()
-    with Campaign.create(None, spec, pool=pool) as campaign:
+    with Campaign.create(None, spec, pool=pool) as campaign, (only_reachable(campaign) if reachable_only else nullcontext()) as masked:
         truth = truth_of(campaign)
         campaign.pool.labels = pd.DataFrame({spec.target.column: truth})
         snaps: dict[int, dict[str, Any]] = {}
@@ -173,6 +216,8 @@ def run_one(spec: CampaignSpec, truth_of: Any, pool_order: Any = None) -> dict[s
                 if s not in snaps and len(y) >= s:
                     snaps[s] = map_scores(campaign, ids[:s], y[:s], truth)
         wall_s = time.perf_counter() - t0
+        if reachable_only and not masked:
+            raise RuntimeError("no selection went through engine.campaign.select_batch: update `only_reachable`")
         measured = campaign.store.measurements()
         rounds = campaign.store.rounds()
         state = campaign.instrument.state()
@@ -198,6 +243,7 @@ def run_one(spec: CampaignSpec, truth_of: Any, pool_order: Any = None) -> dict[s
         "unique_ids": bool(measured["id"].is_unique), "acquisitions": int(state.acquisitions),
         "instrument_s": float(state.elapsed_s), "drift_nm": float(np.hypot(*state.drift_nm)),
         "drift_residual_nm": drift_residual, "wall_s": wall_s,
+        "unreachable_at_end": masked[-1] if masked else None,  # candidates out of reach at the last selection
         "n_to_half": int(reached[0] + 1) if reached.size else None,
         "best_true": float(np.max(found_truth)) if spec.target.goal == "maximize" else float(np.min(found_truth)),
         "reported_best_truth": float(found_truth[best]), "label_error_median": float(np.median(label_error)),
@@ -253,6 +299,8 @@ def matrix_runs(part: str, args: argparse.Namespace) -> list[tuple[str, str, int
         base["stop"]["budget"] = args.budget
         base_spec = parse_spec(base, origin=str(BEPS_SPEC))
         for name, overrides in BEPS_STRATEGIES.items():
+            if args.strategies and name not in args.strategies:
+                continue
             for seed in seeds:
                 spec = parse_spec(strategy_spec(base_spec, name, overrides, seed), origin=name)
                 order = coarse_order if name == "raster-coarse" else None
@@ -263,7 +311,13 @@ def matrix_runs(part: str, args: argparse.Namespace) -> list[tuple[str, str, int
         for condition, overrides in TWIN_CONDITIONS.items():
             base_spec = parse_spec(_merge(base, overrides), origin=f"{TWIN_SPEC} ({condition})")
             for name, strategy in TWIN_STRATEGIES.items():
+                if args.strategies and name not in args.strategies:
+                    continue
                 if condition.startswith("strong") and name not in STRONG_STRATEGIES:
+                    continue
+                if condition in REACHABLE_ONLY and name not in REACHABLE_STRATEGIES:
+                    continue
+                if args.conditions and condition not in args.conditions:
                     continue
                 for seed in seeds:
                     spec = parse_spec(strategy_spec(base_spec, name, strategy, seed), origin=name)
@@ -314,7 +368,7 @@ def run_matrix(part: str, args: argparse.Namespace, bar: Any, task: Any) -> pd.D
         if path.exists():
             result = json.loads(path.read_text())
         else:
-            result = run_one(spec, truth_of, order)
+            result = run_one(spec, truth_of, order, reachable_only=condition in REACHABLE_ONLY)
             path.write_text(json.dumps(result))
         key = (condition, order is not None)
         if key not in truths:
@@ -351,7 +405,8 @@ def run_matrix(part: str, args: argparse.Namespace, bar: Any, task: Any) -> pd.D
 
 def latency_part(args: argparse.Namespace, bar: Any, task: Any) -> pd.DataFrame:
     """Per-step fit + predict + select seconds with 200..300 measured points and 10,000
-    candidates, for DKL and GP, with each of `args.latency_threads` torch thread counts."""
+    candidates, for each of `args.latency_models`, `args.latency_threads` torch thread counts
+    and `args.latency_prefilter` acquisition shortlists."""
     import torch
 
     base = load_spec(TWIN_SPEC).model_dump(mode="json")
@@ -362,23 +417,22 @@ def latency_part(args: argparse.Namespace, bar: Any, task: Any) -> pd.DataFrame:
     base["stop"]["budget"] = args.latency_end
     base["oracle"]["drift_every"] = 0
     rows = []
-    for threads in args.latency_threads:
+    for threads, prefilter, kind in itertools.product(args.latency_threads, args.latency_prefilter, args.latency_models):
         torch.set_num_threads(threads)
-        for kind in ("dkl", "gp"):
-            bar.update(task, description=f"latency · {kind} · {threads} thread(s)")
-            spec = base | {"model": {"kind": kind}}
-            load = load_average()
-            with Campaign.create(None, parse_spec(spec, origin="latency")) as campaign:
-                campaign.run(progress=False)
-                rounds = campaign.store.rounds()
-                n_train = campaign.store.measurements().groupby("round").size().cumsum().shift(1)
-                shape = campaign.pool.X.shape
-            for r in rounds[rounds["round"] > 0].itertuples():
-                rows.append({"model": kind, "threads": threads, "round": r.round, "n_train": int(n_train.loc[r.round]),
-                             "candidates": shape[0], "features": shape[1], "fit_s": r.fit_s, "predict_s": r.predict_s,
-                             "select_s": r.select_s, "decision_s": r.fit_s + r.predict_s + r.select_s,
-                             "cold_fit": r.round == 1, "load_before": load})
-            bar.advance(task)
+        bar.update(task, description=f"latency · {kind} · {threads} thread(s) · prefilter {prefilter}")
+        spec = base | {"model": LATENCY_MODELS[kind], "acquisition": base["acquisition"] | {"prefilter": prefilter}}
+        load = load_average()
+        with Campaign.create(None, parse_spec(spec, origin="latency")) as campaign:
+            campaign.run(progress=False)
+            rounds = campaign.store.rounds()
+            n_train = campaign.store.measurements().groupby("round").size().cumsum().shift(1)
+            shape = campaign.pool.X.shape
+        for r in rounds[rounds["round"] > 0].itertuples():
+            rows.append({"model": kind, "threads": threads, "prefilter": prefilter, "round": r.round, "n_train": int(n_train.loc[r.round]),
+                         "candidates": shape[0], "features": shape[1], "fit_s": r.fit_s, "predict_s": r.predict_s,
+                         "select_s": r.select_s, "decision_s": r.fit_s + r.predict_s + r.select_s,
+                         "cold_fit": r.round == 1, "load_before": load})
+        bar.advance(task)
     table = pd.DataFrame(rows)
     table.to_csv(args.out / "latency.csv", index=False)
     torch.set_num_threads(args.threads)
@@ -489,15 +543,18 @@ def drift_table(results: pd.DataFrame) -> str:
     """Per strategy and drift level: each metric with drift off, uncorrected and corrected, and
     the fraction of the loss the correction recovers, (corrected − uncorrected) / (off −
     uncorrected), on the means over seeds ("no loss" where uncorrected drift is not worse than
-    drift off by more than 2 % of the off value)."""
+    drift off by more than 2 % of the off value); "corrected" is each corrected condition of
+    that drift level (with and without selection among the reachable candidates only)."""
     lines = ["| strategy | drift | metric | off | uncorrected | corrected | loss recovered |", "|---|---|---|---|---|---|---|"]
     for name in results["strategy"].unique():
         off = results[(results["condition"] == "drift off") & (results["strategy"] == name)]
-        for level in ("drift", "strong drift"):
+        for condition in results["condition"].unique():
+            level, _, correction = condition.partition(", corrected")
             unc = results[(results["condition"] == f"{level}, uncorrected") & (results["strategy"] == name)]
-            cor = results[(results["condition"] == f"{level}, corrected") & (results["strategy"] == name)]
-            if off.empty or unc.empty or cor.empty:
+            cor = results[(results["condition"] == condition) & (results["strategy"] == name)]
+            if not condition.startswith(f"{level}, corrected") or off.empty or unc.empty or cor.empty:
                 continue
+            level += correction
             for column, (label, fmt, lower) in DRIFT_METRICS.items():
                 means = [pd.to_numeric(r[column], errors="coerce").mean() if column in r else np.nan for r in (off, unc, cor)]
                 loss = (means[1] - means[0]) if lower else (means[0] - means[1])  # > 0: drift made it worse
@@ -513,13 +570,13 @@ def drift_table(results: pd.DataFrame) -> str:
 
 
 def latency_table(table: pd.DataFrame) -> str:
-    lines = [("| model | torch threads | timed steps | measured points | candidates × features | median fit s | "
+    lines = [("| model | torch threads | prefilter | timed steps | measured points | candidates × features | median fit s | "
               "median predict s | median select s | **median decision s** | max decision s | cold first fit s | load before |"),
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for (kind, threads), rows in table.groupby(["model", "threads"], sort=False):
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for (kind, threads, prefilter), rows in table.groupby(["model", "threads", "prefilter"], sort=False):
         warm, cold = rows[~rows["cold_fit"]], rows[rows["cold_fit"]]
         lines.append(
-            f"| {kind} | {threads} | {len(warm)} | {warm['n_train'].min()}–{warm['n_train'].max()} | "
+            f"| {kind} | {threads} | {prefilter:,} | {len(warm)} | {warm['n_train'].min()}–{warm['n_train'].max()} | "
             f"{rows['candidates'].iloc[0]:,} × {rows['features'].iloc[0]} | {warm['fit_s'].median():.3f} | "
             f"{warm['predict_s'].median():.3f} | {warm['select_s'].median():.3f} | **{warm['decision_s'].median():.3f}** | "
             f"{warm['decision_s'].max():.3f} | {cold['decision_s'].iloc[0]:.2f} | {rows['load_before'].iloc[0]} |")
@@ -650,6 +707,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     parser.add_argument("--parts", nargs="+", default=["beps", "twin", "latency", "roundtrip"],
                         choices=["beps", "twin", "latency", "roundtrip"])
+    parser.add_argument("--strategies", nargs="+", help="run only these strategies (default all)")
+    parser.add_argument("--conditions", nargs="+", help="twin: run only these conditions (default all)")
     parser.add_argument("--seeds", type=int, default=5, help="seeds per strategy (default 5)")
     parser.add_argument("--first-seed", type=int, default=0, help="seeds first-seed .. first-seed + seeds - 1")
     parser.add_argument("--budget", type=int, default=300, help="measurements per campaign (default 300)")
@@ -657,6 +716,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch threads for the campaigns (default 1)")
     parser.add_argument("--latency-threads", type=int, nargs="+", default=[1, 2],
                         help="torch thread counts for the latency part (default 1 2)")
+    parser.add_argument("--latency-models", nargs="+", default=list(LATENCY_MODELS), choices=list(LATENCY_MODELS),
+                        help="models for the latency part (default all)")
+    parser.add_argument("--latency-prefilter", type=int, nargs="+", default=[2000, 500],
+                        help="acquisition prefilter values for the latency part (default 2000 500)")
     parser.add_argument("--latency-start", type=int, default=200, help="measured points before the timed steps")
     parser.add_argument("--latency-end", type=int, default=300, help="measured points after the timed steps")
     parser.add_argument("--requests", type=int, default=200, help="timed round trips (default 200)")
@@ -682,7 +745,7 @@ def main(argv: list[str] | None = None) -> int:
               f"Machine: {machine()}; load average at start {load_average()}.", ""]
     sections: list[str] = []
     total = sum(len(matrix_runs(p, args)) for p in ("beps", "twin") if p in args.parts)
-    total += 2 * len(args.latency_threads) * ("latency" in args.parts) + ("roundtrip" in args.parts)
+    total += len(args.latency_models) * len(args.latency_threads) * len(args.latency_prefilter) * ("latency" in args.parts) + ("roundtrip" in args.parts)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns) as bar:
         task = bar.add_task("microscope benchmarks", total=total)

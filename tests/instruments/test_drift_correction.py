@@ -87,3 +87,17 @@ def test_a_position_drifted_out_of_reach_fails_once_and_triggers_no_overview(sma
     results, attempts = measure_with_retries(oracle, list(pool.ids[:6]), max_retries=2)
     assert attempts == [1] * 6 and all("field of view" in m.error for m in results)
     assert twin.state().acquisitions == 0 and twin.state().elapsed_s == scans_before  # no spectrum, no extra overview
+
+
+def test_reachable_offers_exactly_the_candidates_still_in_the_field_of_view(small_twin):
+    twin = small_twin(size=96, drift_velocity_nm_s=(0.2, 0.1), drift_walk_nm=0.0)
+    pool = probe_grid(step=4, window=5, instrument=twin)
+    oracle = InstrumentOracle(pool, None, twin, drift_every=5)
+    assert oracle.reachable().all()  # nothing is known about the drift yet
+    list(oracle.measure_each(["x48_y48"] * 6))  # the sixth acquisition follows a drift estimate
+    reachable = oracle.reachable()
+    assert 0 < reachable.sum() < len(pool)
+    far, near = pool.ids[~reachable][:3], pool.ids[reachable][:3]
+    results = oracle.measure(list(far) + list(near))
+    assert [m.error is None for m in results] == [False] * 3 + [True] * 3
+    assert InstrumentOracle(pool, None, twin).reachable().all()  # no drift correction: all in reach

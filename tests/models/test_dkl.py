@@ -2,7 +2,9 @@
 
 import numpy as np
 import pytest
+import torch
 
+from activescope.engine.errors import SpecError
 from activescope.models import build_model
 from activescope.models.dkl import DKLSurrogate
 
@@ -64,3 +66,65 @@ def test_joint_posterior_is_consistent_with_marginals(fitted, data):
     assert np.allclose(joint_mean, mean)
     assert np.allclose(np.diag(cov), variance, rtol=2e-3, atol=1e-9)  # pool variances use float32
     assert "lengthscale_1" in fitted.hyperparameters()
+
+
+def blob_patches(n: int, side: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Flattened side x side patches of one Gaussian blob at a random position; y is the blob's
+    distance from the patch centre (what a probe centred on the patch would 'see')."""
+    centre = rng.uniform(0, side - 1, size=(n, 2))
+    rows, cols = np.mgrid[0:side, 0:side]
+    patches = np.exp(-((rows - centre[:, :1, None]) ** 2 + (cols - centre[:, 1:, None]) ** 2) / 2.0)
+    return patches.reshape(n, -1).astype(np.float32), np.hypot(*(centre - (side - 1) / 2).T)
+
+
+def test_conv_extractor_learns_from_square_patches():
+    rng = np.random.default_rng(4)
+    X, y = blob_patches(200, 7, rng)
+    model = build_model("dkl", extractor="conv", hidden=[16], fit_iters=150, lr=0.02).fit(X[:150], y[:150])
+    mean, _ = model.predict(X[150:])
+    assert np.sqrt(np.mean((mean - y[150:]) ** 2)) < 0.5 * y[150:].std()
+    assert model.embed(X[:3]).shape == (3, 2)
+    with pytest.raises(SpecError, match="square"):
+        build_model("dkl", extractor="conv", fit_iters=1).fit(X[:20, :48], y[:20])
+
+
+def test_raw_kernel_makes_an_untrained_network_a_plain_gp(data):
+    X, y, X_test, y_test = data
+    gp_mean, _ = build_model("gp", kernel="matern").fit(X, y).predict(X_test)
+    hybrid = build_model("dkl", raw_kernel="matern", fit_iters=60, lr=1e-6, kernel_lr=0.1).fit(X, y)
+    mean, variance = hybrid.predict(X_test)
+    gp_rmse = np.sqrt(np.mean((gp_mean - y_test) ** 2))
+    assert np.sqrt(np.mean((mean - y_test) ** 2)) < 1.2 * gp_rmse and (variance > 0).all()
+    params = hybrid.hyperparameters()
+    assert {"raw_outputscale", "raw_lengthscale_median", "lengthscale_0", "lengthscale_1"} <= set(params)
+    assert hybrid.embed(X_test[:5]).shape == (5, 2)
+
+
+def test_raw_kernel_state_round_trips_for_a_resumed_warm_start(data):
+    X, y, X_test, _ = data
+    first = build_model("dkl", raw_kernel="rbf", hidden=[8], fit_iters=20, warm_iters=5, kernel_lr=0.05).fit(X[:100], y[:100])
+    resumed = build_model("dkl", raw_kernel="rbf", hidden=[8], fit_iters=20, warm_iters=5, kernel_lr=0.05)
+    resumed.set_state(first.get_state())
+    first.fit(X, y)
+    resumed.fit(X, y)
+    assert np.array_equal(first.predict(X_test)[0], resumed.predict(X_test)[0])
+
+
+def test_weight_decay_shrinks_the_extractor_weights(data):
+    X, y, _, _ = data
+    norms = []
+    for decay in (0.0, 1.0):
+        model = build_model("dkl", hidden=[16], fit_iters=80, lr=0.02, weight_decay=decay).fit(X, y)
+        norms.append(sum(float(p.detach().square().sum()) for p in model._model.feature_extractor.parameters()))
+    assert norms[1] < 0.5 * norms[0]
+
+
+
+def test_a_warm_start_that_broke_down_numerically_is_refitted_from_scratch(data):
+    X, y, X_test, y_test = data
+    model = DKLSurrogate(hidden=[16], fit_iters=60, warm_iters=5, lr=0.02).fit(X[:100], y[:100])
+    with torch.no_grad():  # what a diverged warm start leaves behind
+        model._model.feature_extractor[0].weight.fill_(float("nan"))
+    mean, variance = model.fit(X, y).predict(X_test)
+    assert np.isfinite(mean).all() and (variance > 0).all()
+    assert np.isfinite(model._model.feature_extractor[0].weight.detach().numpy()).all()

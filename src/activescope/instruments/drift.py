@@ -110,8 +110,9 @@ class DriftTracker:
         t0, d0 = self.history[-2]
         return d1 + (d1 - d0) / (t1 - t0) * (t_s - t1) if t1 > t0 else d1
 
-    def correct(self, x_nm: float, y_nm: float, t_s: float) -> tuple[float, float]:
-        """Position to request at instrument time t_s to probe what (x_nm, y_nm) probed when the
-        reference was taken."""
+    def correct(self, x_nm: Any, y_nm: Any, t_s: float) -> tuple[Any, Any]:
+        """Position(s) to request at instrument time t_s to probe what (x_nm, y_nm) probed when
+        the reference was taken (floats for floats, arrays for arrays), nm."""
         dx, dy = self.drift_at(t_s)
-        return float(x_nm - dx), float(y_nm - dy)
+        x, y = np.asarray(x_nm, dtype=float) - dx, np.asarray(y_nm, dtype=float) - dy
+        return (float(x), float(y)) if x.ndim == 0 else (x, y)

@@ -10,19 +10,21 @@ estimates the drift since the reference overview (the one `probe_grid` defined t
 on; without it, the first overview the oracle takes) by cross-correlation and shifts the
 requested positions so that they stay on the same sample features (see `drift.DriftTracker`).
 
-A position that drift correction pushes out of the field of view becomes a failed measurement
-(the campaign may retry it); a spent budget (`BudgetExhausted`) ends the campaign with its
-message; a lost connection (`InstrumentUnavailable`, an OSError) fails the rest of the batch,
-which the campaign retries.
+A position that drift correction pushes out of the field of view cannot be measured any more:
+`reachable()` tells which candidates are still in reach (a campaign that honours it does not
+offer the others to the acquisition), and one requested anyway becomes a final failed
+measurement (retrying cannot bring it back). A spent budget (`BudgetExhausted`) ends the
+campaign with its message; a lost connection (`InstrumentUnavailable`, an OSError) fails the
+rest of the batch, which the campaign retries.
 """
 
 from __future__ import annotations
 
 import hashlib
-
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from activescope.engine.errors import SpecError
@@ -102,6 +104,15 @@ class InstrumentOracle:
             self._since_update += 1  # only spectra taken count towards the next overview
             self._clock_s = spectrum.elapsed_s
             yield Measurement(id=str(k), raw=spectrum.as_raw())
+
+    def reachable(self) -> np.ndarray:
+        """(len(pool),) bool: the candidates whose drift-corrected position, predicted at the
+        instrument time of the last acquisition, lies inside the field of view. Without drift
+        correction every candidate is reachable."""
+        if self.tracker is None:
+            return np.ones(len(self.pool), dtype=bool)
+        x, y = self.tracker.correct(self.pool.info["x_nm"].to_numpy(), self.pool.info["y_nm"].to_numpy(), self._clock_s)
+        return self.instrument.describe().geometry.contains(x, y)
 
     def measure(self, ids: Sequence[str]) -> list[Measurement]:
         """All measurements of `ids` at once (see `measure_each`)."""

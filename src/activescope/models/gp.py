@@ -80,18 +80,20 @@ class PosteriorCache:
     root_inverse_f32: torch.Tensor
 
 
-def make_kernel(kind: str, n_dims: int) -> Kernel:
-    """Scaled ARD Matern-5/2, ARD RBF or Tanimoto kernel.
+def make_kernel(kind: str, n_dims: int, active_dims: tuple[int, ...] | None = None) -> Kernel:
+    """Scaled ARD Matern-5/2, ARD RBF or Tanimoto kernel (on the input columns `active_dims`, by
+    default all n_dims of them).
 
     Lengthscales get BoTorch's dimension-scaled LogNormal prior (median grows like sqrt(d), which
     keeps high-dimensional fits from collapsing onto a few points) and start at its mode; unlike
     BoTorch's own modules they are softplus-constrained, so plain Adam can optimise them.
     """
     if kind == "tanimoto":
-        return ScaleKernel(TanimotoKernel())
+        return ScaleKernel(TanimotoKernel(active_dims=active_dims))
     prior = LogNormalPrior(loc=math.sqrt(2) + 0.5 * math.log(n_dims), scale=math.sqrt(3))
     kernel_type = RBFKernel if kind == "rbf" else partial(MaternKernel, nu=2.5)
-    base = kernel_type(ard_num_dims=n_dims, lengthscale_prior=prior, lengthscale_constraint=GreaterThan(1e-3))
+    base = kernel_type(ard_num_dims=n_dims, lengthscale_prior=prior, lengthscale_constraint=GreaterThan(1e-3),
+                       active_dims=active_dims)
     base.lengthscale = prior.mode
     return ScaleKernel(base)
 
@@ -219,7 +221,9 @@ class GPSurrogate(ColumnSelection):
         """What a warm start carries to the next fit: the fitted parameters (network weights
         included, for DKL) and the input scaling, as safetensors bytes (exact float64)."""
         model, _ = self._fitted()
-        tensors = {f"model.{name}": value.detach().cpu().contiguous() for name, value in model.state_dict().items()}
+        # one copy per entry: kernels may share a buffer (e.g. active_dims), which safetensors refuses
+        tensors = {f"model.{name}": value.detach().cpu().clone(memory_format=torch.contiguous_format)
+                   for name, value in model.state_dict().items()}
         tensors["x_shift"] = torch.as_tensor(np.asarray(self._x_scaler.shift, dtype=np.float64))
         tensors["x_scale"] = torch.as_tensor(np.asarray(self._x_scaler.scale, dtype=np.float64))
         return safetensors.torch.save(tensors)
@@ -286,7 +290,7 @@ class GPSurrogate(ColumnSelection):
         """Maximise the exact marginal likelihood (priors included) with Adam."""
         model = self._model
         mll = gpytorch.mlls.ExactMarginalLogLikelihood(model.likelihood, model)
-        optimiser = torch.optim.Adam(model.parameters(), lr=self.lr)
+        optimiser = self._optimiser(model)
         train_x, train_y = model.train_inputs[0], model.train_targets
         model.train()
         for _ in range(iterations):
@@ -296,6 +300,10 @@ class GPSurrogate(ColumnSelection):
             optimiser.step()
         self._final_loss = float(loss.item())
         model.eval()
+
+    def _optimiser(self, model: ExactGPModel) -> torch.optim.Optimizer:
+        """The optimiser `_optimise` uses: Adam over every parameter at `lr` (DKL adds groups)."""
+        return torch.optim.Adam(model.parameters(), lr=self.lr)
 
     def _posterior_cache(self) -> PosteriorCache:
         model = self._model
