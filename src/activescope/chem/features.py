@@ -137,6 +137,15 @@ def featurize(molecules: Molecules, configs: Sequence[PhysicsFeatures | Rdkit2dF
     return FeatureMatrix(X=X, rows=rows, names=names, kinds=kinds)
 
 
+def raw_block(
+    molecules: Molecules, config: PhysicsFeatures | Rdkit2dFeatures | MorganFeatures
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """One featurizer block before standardisation: values (n, d) in the descriptors' own units,
+    a mask of the molecules it could handle, and the column names. Shares `featurize`'s cache."""
+    block = _cached_block(molecules, config)
+    return block["values"], block["valid"], block["names"].tolist()
+
+
 def morgan_counts(smiles: Sequence[str], radius: int = 2, n_bits: int = 2048) -> tuple[np.ndarray, np.ndarray]:
     """(n, n_bits) uint8 Morgan count fingerprints (counts clipped at 255) and a parsed mask."""
     generator = rdFingerprintGenerator.GetMorganGenerator(radius=radius, fpSize=n_bits)
