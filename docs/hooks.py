@@ -25,6 +25,7 @@ API_SECTIONS = [
     ("Engine", "activescope.engine", True),
     ("Models", "activescope.models", True),
     ("Chemistry", "activescope.chem", True),
+    ("Hypotheses", "activescope.hypotheses", True),
     ("Report", "activescope.report", True),
     ("Microscopy", "activescope.microscopy", True),
     ("Instruments", "activescope.instruments", True),

@@ -14,6 +14,7 @@ ALLOWED = {
     "__init__": {"engine"},
     "engine": set(),
     "models": {"engine"},
+    "hypotheses": {"engine", "models"},
     "chem": {"engine"},
     "microscopy": {"engine"},
     "instruments": {"engine", "microscopy"},

@@ -24,6 +24,8 @@ def build_surrogate(spec: CampaignSpec, pool: Pool) -> Surrogate:
     model = MODELS.build(spec.model.kind, options, section="model")
     if hasattr(model, "use_feature_blocks"):
         model.use_feature_blocks(pool.feature_kinds)
+    if hasattr(model, "use_feature_names"):
+        model.use_feature_names(pool.feature_names)
     return model
 
 

@@ -15,3 +15,7 @@ class DataError(ActivescopeError):
 
 class RunStateError(ActivescopeError):
     """A run directory is missing, corrupt, or does not match the requested operation."""
+
+
+class SamplingError(ActivescopeError):
+    """Posterior sampling (MCMC) did not converge or diverged: its answer would be wrong."""

@@ -50,7 +50,8 @@ CREATE TABLE IF NOT EXISTS rounds (
     best REAL,
     fit_s REAL, predict_s REAL, select_s REAL, measure_s REAL, total_s REAL,
     hyperparameters TEXT NOT NULL DEFAULT '{}',
-    model_state BLOB
+    model_state BLOB,
+    record TEXT
 );
 CREATE TABLE IF NOT EXISTS selections (
     round INTEGER NOT NULL REFERENCES rounds(round),
@@ -276,6 +277,7 @@ class Store:
         hyperparameters: dict[str, float] | None = None,
         model_state: bytes | None = None,
         steering: Sequence[int] = (),
+        record: dict | None = None,
     ) -> None:
         """Record a selected batch as `pending` (one transaction), before anything is measured.
 
@@ -283,7 +285,8 @@ class Store:
         timings may hold fit_s, predict_s and select_s (seconds). model_state is what a
         warm-starting surrogate needs to fit the next round exactly as it would have in-process.
         steering: ids of the operator's instructions this round applied (marked in the same
-        transaction, so a resumed run replays them exactly).
+        transaction, so a resumed run replays them exactly). record: the surrogate's own JSON
+        record of the round (`round_record()`, e.g. a selecting surrogate's choice and rewards).
         """
         n = len(ids)
         columns = [
@@ -296,7 +299,7 @@ class Store:
         with self._transaction() as db:
             db.execute(
                 "INSERT INTO rounds (round, started, n_selected, fit_s, predict_s, select_s, hyperparameters,"
-                " model_state) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                " model_state, record) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     round_,
                     _now(),
@@ -306,6 +309,7 @@ class Store:
                     timings.get("select_s"),
                     json.dumps(hyperparameters or {}),
                     model_state,
+                    None if record is None else json.dumps(record),
                 ),
             )
             db.executemany(
@@ -442,10 +446,12 @@ class Store:
 
     def rounds(self) -> pd.DataFrame:
         """One row per round: started (when its batch was recorded) and finished (ISO UTC), timings
-        in seconds (fit_s, predict_s, select_s, measure_s, total_s), best value so far and
-        hyperparameters (dict)."""
+        in seconds (fit_s, predict_s, select_s, measure_s, total_s), best value so far,
+        hyperparameters (dict) and record (the surrogate's round record, dict, or None)."""
         df = pd.read_sql_query("SELECT * FROM rounds ORDER BY round", self._conn).drop(columns="model_state")
         df["hyperparameters"] = df["hyperparameters"].map(json.loads)
+        records = df["record"] if "record" in df else pd.Series([None] * len(df), dtype=object)  # older records
+        df["record"] = records.map(lambda text: json.loads(text) if isinstance(text, str) else None)
         return df
 
 
@@ -513,5 +519,7 @@ def _upgrade_schema(conn: sqlite3.Connection) -> None:
     columns = {r[1] for r in conn.execute("PRAGMA table_info(rounds)")}
     if "model_state" not in columns:
         conn.execute("ALTER TABLE rounds ADD COLUMN model_state BLOB")
+    if "record" not in columns:
+        conn.execute("ALTER TABLE rounds ADD COLUMN record TEXT")
     steering = _SCHEMA[_SCHEMA.index("CREATE TABLE IF NOT EXISTS steering") :]
     conn.execute(steering.rstrip().rstrip(";"))

@@ -28,6 +28,10 @@ class Surrogate(Protocol):
       use_feature_blocks(feature_kinds) -> None: the campaign calls it with Pool.feature_kinds
         before the first fit, so a model whose `columns` option names a block (e.g. "morgan")
         fits and predicts on those columns only. See ColumnSelection.
+      use_feature_names(names) -> None: called with Pool.feature_names, for models whose options
+        name feature columns (a hypothesis law's descriptors).
+      round_record() -> dict: a JSON-ready record of the latest fit (e.g. a selecting
+        surrogate's choice, rewards and posteriors), stored with the round (`Store.rounds()`).
     """
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> "Surrogate":

@@ -24,7 +24,7 @@ from ..engine.pool import Pool
 from ..engine.spec import CampaignSpec, ModelSpec
 from . import figures
 from . import html as markup
-from . import positions
+from . import positions, selection
 
 PARITY_SAMPLE = 5000
 BEST_ROWS = 10
@@ -136,6 +136,9 @@ def _write(run: _Run, run_dir: str | Path, instrument: Any) -> Path:
             save = lambda name, fig, caption: _save(run, name, fig, caption)  # noqa: E731
             sections.append(("path", "Measurement path and maps", positions.path_section(run, models, view, save)))
         sections.append(("best", f"Best {BEST_ROWS} candidates found", _best_table(run)))
+    chooser = selection.section(run.rounds, lambda name, fig, caption: _save(run, name, fig, caption))
+    if chooser:
+        sections.append(("selection", "Model selection", chooser))
     if len(run.rounds):
         sections.append(("timings", "Timings", _save(run, "timings", figures.timings_figure(run.rounds),
                                                       "Working seconds per round, stacked by phase (round 0 is the initial design).")))

@@ -1,0 +1,270 @@
+"""Choosing among competing surrogates on the fly (`model: {kind: select}`).
+
+A selecting surrogate holds named candidate surrogates (any registered model kinds: competing
+physical hypotheses, feature blocks, model families), a bandit policy and a reward. It is itself
+a surrogate, so the campaign, the acquisition and the run store need nothing special:
+
+- warm-up (the first `warmup` fits): every candidate is fitted and scored; the best one is
+  rewarded and chosen;
+- afterwards each fit picks one candidate by the policy from the candidates' average rewards
+  (`epsilon_greedy`: the best, or with probability epsilon a uniformly random one; `softmax`:
+  with probability proportional to exp(reward / temperature)); only it is fitted and scored;
+- predictions (hence the acquisition) are the chosen candidate's.
+
+Rewards (average reward per candidate is the running mean of its rewards):
+
+- ``uncertainty`` (the published hypothesis-learning choice, Ziatdinov et al. 2022): the median
+  posterior standard deviation over the not yet measured candidates after the fit; +1 when it is
+  below every median recorded before, -1 otherwise. In warm-up the candidate with the lowest
+  median gets +1. Scored on the first prediction after a fit (the campaign's pool-wide one).
+- ``log_likelihood``: mean predictive log density (noise included) of the points measured since
+  the previous fit, under the candidate fitted before they were measured; in warm-up every
+  candidate is scored, afterwards the one that chose them.
+
+Each round's choice, rewards, averages and the candidates' posterior summaries are exposed by
+`round_record()`, which the campaign stores with the round; the bandit's state and the
+candidates' states travel in `get_state()`, so a resumed run continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from .errors import SpecError
+from .registry import MODELS, format_validation_error, register_model
+
+
+class SelectOptions(BaseModel):
+    """Options of `model: {kind: select}`."""
+
+    model_config = ConfigDict(extra="forbid")
+    candidates: dict[str, dict[str, Any]] = Field(
+        description="name -> model section (with its kind), e.g. {H1: {kind: hypothesis, law: ..., priors: ...}}"
+    )
+    policy: Literal["epsilon_greedy", "softmax"] = Field("epsilon_greedy", description="how a candidate is chosen after warm-up")
+    epsilon: float = Field(0.4, ge=0, le=1, description="epsilon_greedy: probability of a uniformly random choice")
+    temperature: float = Field(1.0, gt=0, description="softmax: temperature on the average rewards")
+    reward: Literal["uncertainty", "log_likelihood"] = Field(
+        "uncertainty", description="uncertainty: drop in median posterior std (published); log_likelihood: of new points"
+    )
+    warmup: int = Field(10, ge=1, description="fits in which every candidate is fitted and the best rewarded")
+    seed: int = Field(0, description="seeds the policy's random choices")
+
+    @model_validator(mode="after")
+    def _candidates_are_models(self) -> "SelectOptions":
+        if len(self.candidates) < 2:
+            raise ValueError("candidates: give at least two candidate models to choose from")
+        for name, section in self.candidates.items():
+            if not isinstance(section, dict) or "kind" not in section:
+                raise ValueError(f"candidates.{name}.kind: required field is missing")
+            options = {k: v for k, v in section.items() if k != "kind"}
+            MODELS.validate(section["kind"], options, f"candidates.{name}")
+        return self
+
+
+def _normal_log_density(y: np.ndarray, mean: np.ndarray, variance: np.ndarray) -> float:
+    """Mean log density of y under independent normals (nats per point)."""
+    variance = np.maximum(variance, 1e-12)
+    return float(np.mean(-0.5 * (np.log(2 * np.pi * variance) + (y - mean) ** 2 / variance)))
+
+
+@register_model("select", SelectOptions)
+class SelectSurrogate:
+    """A surrogate that chooses among named candidate surrogates by a bandit on rewards."""
+
+    def __init__(
+        self,
+        candidates: dict[str, dict[str, Any]],
+        policy: str = "epsilon_greedy",
+        epsilon: float = 0.4,
+        temperature: float = 1.0,
+        reward: str = "uncertainty",
+        warmup: int = 10,
+        seed: int = 0,
+    ) -> None:
+        try:
+            options = SelectOptions(candidates=candidates, policy=policy, epsilon=epsilon, temperature=temperature,
+                                    reward=reward, warmup=warmup, seed=seed)  # fmt: skip
+        except ValidationError as err:
+            raise SpecError(f"model.{format_validation_error(err)}") from None
+        vars(self).update(options.model_dump(exclude={"candidates"}))
+        self.names = list(options.candidates)
+        self.models = {}
+        for name, section in options.candidates.items():
+            section = dict(section)
+            kind = section.pop("kind")
+            if "seed" in MODELS.get(kind).options.model_fields:
+                section.setdefault("seed", seed)
+            self.models[name] = MODELS.build(kind, section, section=f"model.candidates.{name}")
+        k = len(self.names)
+        self.counts = np.zeros(k)
+        self.average = np.zeros(k)
+        self.history: list[float] = []  # median posterior std of every scored fit (uncertainty reward)
+        self.n_fits = 0
+        self.chosen = 0
+        self._n_train = 0
+        self._train_rows: set[bytes] = set()
+        self._pending: list[int] = []  # candidates fitted and awaiting their uncertainty score
+        self._record: dict[str, Any] = {}
+
+    # -- pool information, forwarded ---------------------------------------------------------------
+
+    def use_feature_blocks(self, feature_kinds: dict[str, slice]) -> None:
+        """Forward the pool's feature blocks to candidates that take them."""
+        for model in self.models.values():
+            if hasattr(model, "use_feature_blocks"):
+                model.use_feature_blocks(feature_kinds)
+
+    def use_feature_names(self, names: list[str]) -> None:
+        """Forward the pool's feature names to candidates that take them."""
+        for model in self.models.values():
+            if hasattr(model, "use_feature_names"):
+                model.use_feature_names(names)
+
+    # -- the bandit ------------------------------------------------------------------------------
+
+    @property
+    def in_warmup(self) -> bool:
+        """Whether the current fit is a warm-up fit (every candidate fitted)."""
+        return self.n_fits <= self.warmup
+
+    def _reward(self, index: int, value: float) -> None:
+        self.average[index] = (self.average[index] * self.counts[index] + value) / (self.counts[index] + 1)
+        self.counts[index] += 1
+        self._record["rewards"][self.names[index]] = value
+
+    def _choose(self, rng: np.random.Generator) -> int:
+        if self.policy == "softmax":
+            logits = self.average / self.temperature
+            p = np.exp(logits - logits.max())
+            return int(rng.choice(len(p), p=p / p.sum()))
+        if rng.random() < self.epsilon:
+            return int(rng.integers(len(self.names)))
+        return int(np.argmax(self.average))
+
+    def _log_likelihood(self, index: int, X: np.ndarray, y: np.ndarray) -> float:
+        """Predictive log density of the new rows under candidate `index` as fitted before them
+        (refitted on the earlier rows when it was restored from a saved state, unfitted)."""
+        model = self.models[self.names[index]]
+        old, new = slice(0, self._n_train), slice(self._n_train, len(y))
+        try:
+            mean, variance = model.predict(X[new])
+        except RuntimeError:
+            mean, variance = model.fit(X[old], y[old]).predict(X[new])
+        noise = float(model.hyperparameters().get("noise", 0.0))
+        return _normal_log_density(y[new], np.asarray(mean), np.asarray(variance) + noise)
+
+    # -- Surrogate protocol ----------------------------------------------------------------------
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> "SelectSurrogate":
+        """Score the previous choice (log_likelihood), choose, and fit the chosen candidate (all
+        of them during warm-up)."""
+        self.n_fits += 1
+        rng = np.random.default_rng([self.seed, self.n_fits])
+        self._record = {"fit": self.n_fits, "phase": "warmup" if self.in_warmup else "select", "rewards": {}}
+        y = np.asarray(y, dtype=np.float64)
+        scored_before = self.reward == "log_likelihood" and 0 < self._n_train < len(y)
+        fitting = range(len(self.names)) if self.in_warmup else None
+        if scored_before:
+            previous = list(range(len(self.names))) if self.n_fits - 1 <= self.warmup else [self.chosen]
+            scores = {i: self._log_likelihood(i, X, y) for i in previous}
+            for i, score in scores.items():
+                self._reward(i, score)
+            self._record["log_likelihood"] = {self.names[i]: s for i, s in scores.items()}
+        if fitting is None:
+            self.chosen = self._choose(rng)
+            fitting = [self.chosen]
+        elif self.reward == "log_likelihood":
+            self.chosen = int(np.argmax(self.average))
+        for i in fitting:
+            self.models[self.names[i]].fit(X, y)
+        self._pending = list(fitting) if self.reward == "uncertainty" else []
+        self._n_train = len(y)
+        self._train_rows = {row.tobytes() for row in np.ascontiguousarray(X)}
+        return self
+
+    def _score_uncertainty(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Uncertainty reward for the pending fits; returns the chosen candidate's prediction."""
+        X = np.ascontiguousarray(X)
+        unmeasured = np.fromiter((row.tobytes() not in self._train_rows for row in X), bool, len(X))
+        medians, predictions = {}, {}
+        for i in self._pending:
+            mean, variance = self.models[self.names[i]].predict(X)
+            predictions[i] = (mean, variance)
+            std = np.sqrt(np.maximum(variance[unmeasured] if unmeasured.any() else variance, 0))
+            medians[i] = float(np.median(std))
+        if len(self._pending) > 1:  # warm-up: the lowest median is rewarded and chosen
+            self.chosen = min(medians, key=medians.get)
+            self._reward(self.chosen, 1.0)
+        else:
+            best_before = min(self.history, default=np.inf)
+            self._reward(self.chosen, 1.0 if medians[self.chosen] < best_before else -1.0)
+        self.history.append(medians[self.chosen])
+        self._record["median_std"] = {self.names[i]: m for i, m in medians.items()}
+        self._pending = []
+        return predictions[self.chosen]
+
+    def predict(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The chosen candidate's posterior mean and latent variance (target units)."""
+        if self._pending:
+            return self._score_uncertainty(X)
+        return self.models[self.names[self.chosen]].predict(X)
+
+    def predict_joint(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The chosen candidate's joint posterior (independent variances if it has none)."""
+        model = self.models[self.names[self.chosen]]
+        if hasattr(model, "predict_joint"):
+            return model.predict_joint(X)
+        mean, variance = model.predict(X)
+        return mean, np.diag(variance)
+
+    def hyperparameters(self) -> dict[str, float]:
+        """The chosen candidate's index (`choice`) and its hyperparameters (prefixed `chosen.`)."""
+        chosen = self.models[self.names[self.chosen]].hyperparameters()
+        return {"choice": float(self.chosen)} | {f"chosen.{k}": float(v) for k, v in chosen.items()}
+
+    def round_record(self) -> dict[str, Any]:
+        """JSON-ready record of the latest fit: phase, choice, this fit's rewards, average
+        rewards and counts per candidate, median std / log likelihood scores, and the
+        posterior summaries of candidates that expose one (`posterior_summary()`)."""
+        posteriors = {}
+        for name, model in self.models.items():
+            if hasattr(model, "posterior_summary"):
+                try:
+                    posteriors[name] = model.posterior_summary()
+                except RuntimeError:  # not fitted yet
+                    continue
+        return self._record | {
+            "choice": self.names[self.chosen],
+            "average_reward": dict(zip(self.names, map(float, self.average))),
+            "counts": dict(zip(self.names, map(int, self.counts))),
+            "posteriors": posteriors,
+        }
+
+    def get_state(self) -> bytes:
+        """The bandit's state and each candidate's own state (JSON bytes)."""
+        states = {}
+        for name, model in self.models.items():
+            if hasattr(model, "get_state"):
+                try:
+                    states[name] = base64.b64encode(model.get_state()).decode()
+                except RuntimeError:  # a candidate never fitted has no state
+                    continue
+        bandit = {"counts": self.counts.tolist(), "average": self.average.tolist(), "history": self.history,
+                  "n_fits": self.n_fits, "chosen": self.chosen, "n_train": self._n_train}  # fmt: skip
+        return json.dumps({"bandit": bandit, "models": states}).encode()
+
+    def set_state(self, state: bytes) -> None:
+        """Restore `get_state()`'s output (used when a run resumes)."""
+        data = json.loads(state)
+        bandit = data["bandit"]
+        self.counts, self.average = np.asarray(bandit["counts"]), np.asarray(bandit["average"])
+        self.history, self.n_fits, self.chosen, self._n_train = bandit["history"], bandit["n_fits"], bandit["chosen"], bandit["n_train"]
+        for name, blob in data["models"].items():
+            if name in self.models and hasattr(self.models[name], "set_state"):
+                self.models[name].set_state(base64.b64decode(blob))
