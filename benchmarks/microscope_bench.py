@@ -40,9 +40,8 @@ its *true* value is among the top 1 % and its measurement succeeded (so noise ca
 under drift a measurement counts for the position it was meant for, and a failed measurement
 spends budget and finds nothing); recall after N is after N selections.
 
-The engine does not consult `reachable()` yet: the "reachable only" condition emulates that hook
-here (`only_reachable`), which masks the candidates the oracle cannot reach before each model-based
-selection, as `Campaign._select` would.
+The campaign consults `reachable()` before every selection (the engine's default; the other
+corrected conditions set `oracle.skip_unreachable: false` to try every position, as before).
 
 Results (CSV, markdown, figures) go to `--out`; finished runs are kept as JSON there, so an
 interrupted benchmark resumes where it stopped (delete the folder to start over).
@@ -59,8 +58,6 @@ import platform
 import statistics
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -71,7 +68,6 @@ os.environ.setdefault("MKL_NUM_THREADS", "1")
 import numpy as np
 import pandas as pd
 
-import activescope.engine.campaign as campaign_module
 from activescope.bench import strategy_spec
 from activescope.engine.assemble import (
     build_instrument,
@@ -112,14 +108,14 @@ STRONG_DRIFT = {"drift_velocity_nm_s": [0.03, 0.015], "drift_walk_nm": 0.02, "ov
 TWIN_CONDITIONS: dict[str, dict[str, dict[str, Any]]] = {
     "drift off": {"instrument": NO_DRIFT, "oracle": {"drift_every": 0}},
     "drift, uncorrected": {"oracle": {"drift_every": 0}},  # the example's drift: 0.01, 0.005 nm/s + 0.005 nm walk
-    "drift, corrected": {"oracle": {"drift_every": 20}},  # the example as shipped
+    "drift, corrected": {"oracle": {"drift_every": 20, "skip_unreachable": False}},  # positions out of reach are tried
     "strong drift, uncorrected": {"instrument": STRONG_DRIFT, "oracle": {"drift_every": 0}},
-    "strong drift, corrected": {"instrument": STRONG_DRIFT, "oracle": {"drift_every": 20}},
-    "strong drift, corrected, reachable only": {"instrument": STRONG_DRIFT, "oracle": {"drift_every": 20}},
+    "strong drift, corrected": {"instrument": STRONG_DRIFT, "oracle": {"drift_every": 20, "skip_unreachable": False}},
+    "strong drift, corrected, reachable only": {"instrument": STRONG_DRIFT, "oracle": {"drift_every": 20}},  # the engine's default
 }
 STRONG_STRATEGIES = ("dkl-ucb", "gp-ucb", "random")  # raster is left out of the strong-drift conditions
 REACHABLE_ONLY = {"strong drift, corrected, reachable only"}  # conditions that select among reachable candidates
-REACHABLE_STRATEGIES = ("dkl-ucb", "gp-ucb")  # model-based: `only_reachable` masks the model's selection
+REACHABLE_STRATEGIES = ("dkl-ucb", "gp-ucb")  # the model-based strategies run in the reachable-only condition
 LATENCY_MODELS: dict[str, dict[str, Any]] = {
     "dkl": {"kind": "dkl"},
     "dkl+raw": {"kind": "dkl", "kernel": "matern", "raw_kernel": "matern", "kernel_lr": 0.1},  # the BEPS example's
@@ -174,30 +170,9 @@ def map_scores(campaign: Campaign, ids: list[str], y: np.ndarray, truth: np.ndar
     return out
 
 
-@contextmanager
-def only_reachable(campaign: Campaign) -> Iterator[list[int]]:
-    """While active, the campaign's model-based selections choose only among the candidates its
-    oracle can reach (`InstrumentOracle.reachable()`): the engine hook this benchmark emulates.
-    Yields a list that collects the number of unreachable candidates masked at each selection."""
-    select_batch = campaign_module.select_batch
-    masked: list[int] = []
-
-    def select(model: Any, X: np.ndarray, available: np.ndarray, *args: Any, **kwargs: Any) -> Any:
-        reachable = campaign.oracle.reachable()
-        masked.append(int((available & ~reachable).sum()))
-        return select_batch(model, X, available & reachable, *args, **kwargs)
-
-    campaign_module.select_batch = select
-    try:
-        yield masked
-    finally:
-        campaign_module.select_batch = select_batch
-
-
-def run_one(spec: CampaignSpec, truth_of: Any, pool_order: Any = None, reachable_only: bool = False) -> dict[str, Any]:
+def run_one(spec: CampaignSpec, truth_of: Any, pool_order: Any = None) -> dict[str, Any]:
     """Run one campaign to its budget; `truth_of(campaign)` gives the ground truth (pool order).
-    `pool_order(pool)` (optional) reorders the spec's pool before the campaign starts;
-    `reachable_only` selects among the reachable candidates only (`only_reachable`)."""
+    `pool_order(pool)` (optional) reorders the spec's pool before the campaign starts."""
     pool = None
     if pool_order is not None:
         instrument = build_instrument(spec)
@@ -206,7 +181,7 @@ def run_one(spec: CampaignSpec, truth_of: Any, pool_order: Any = None, reachable
         if hasattr(instrument, "close"):
             instrument.close()
     t0 = time.perf_counter()
-    with Campaign.create(None, spec, pool=pool) as campaign, (only_reachable(campaign) if reachable_only else nullcontext()) as masked:
+    with Campaign.create(None, spec, pool=pool) as campaign:
         truth = truth_of(campaign)
         campaign.pool.labels = pd.DataFrame({spec.target.column: truth})
         snaps: dict[int, dict[str, Any]] = {}
@@ -216,8 +191,6 @@ def run_one(spec: CampaignSpec, truth_of: Any, pool_order: Any = None, reachable
                 if s not in snaps and len(y) >= s:
                     snaps[s] = map_scores(campaign, ids[:s], y[:s], truth)
         wall_s = time.perf_counter() - t0
-        if reachable_only and not masked:
-            raise RuntimeError("no selection went through engine.campaign.select_batch: update `only_reachable`")
         measured = campaign.store.measurements()
         rounds = campaign.store.rounds()
         state = campaign.instrument.state()
@@ -243,7 +216,7 @@ def run_one(spec: CampaignSpec, truth_of: Any, pool_order: Any = None, reachable
         "unique_ids": bool(measured["id"].is_unique), "acquisitions": int(state.acquisitions),
         "instrument_s": float(state.elapsed_s), "drift_nm": float(np.hypot(*state.drift_nm)),
         "drift_residual_nm": drift_residual, "wall_s": wall_s,
-        "unreachable_at_end": masked[-1] if masked else None,  # candidates out of reach at the last selection
+        "unreachable_at_end": int((~campaign.oracle.reachable()).sum()) if hasattr(campaign.oracle, "reachable") else None,
         "n_to_half": int(reached[0] + 1) if reached.size else None,
         "best_true": float(np.max(found_truth)) if spec.target.goal == "maximize" else float(np.min(found_truth)),
         "reported_best_truth": float(found_truth[best]), "label_error_median": float(np.median(label_error)),
@@ -368,7 +341,7 @@ def run_matrix(part: str, args: argparse.Namespace, bar: Any, task: Any) -> pd.D
         if path.exists():
             result = json.loads(path.read_text())
         else:
-            result = run_one(spec, truth_of, order, reachable_only=condition in REACHABLE_ONLY)
+            result = run_one(spec, truth_of, order)
             path.write_text(json.dumps(result))
         key = (condition, order is not None)
         if key not in truths:

@@ -101,3 +101,33 @@ def test_reachable_offers_exactly_the_candidates_still_in_the_field_of_view(smal
     results = oracle.measure(list(far) + list(near))
     assert [m.error is None for m in results] == [False] * 3 + [True] * 3
     assert InstrumentOracle(pool, None, twin).reachable().all()  # no drift correction: all in reach
+
+
+
+def _failed_out_of_reach(skip_unreachable: bool) -> tuple[int, int, str | None]:
+    """(measurements, failures out of the field of view, stop reason) of a random-scan campaign on
+    a twin drifting 0.6 nm in 20 s across its 1.2 nm field, corrected every 4 spectra."""
+    from activescope.engine.campaign import Campaign
+    from activescope.engine.spec import parse_spec
+
+    spec = {"name": "drifting", "seed": 0,
+            "instrument": {"kind": "twin", "seed": 3, "size": 48, "channels": 64, "latency_s": 0.0, "dwell_s": 0.2,
+                           "drift_velocity_nm_s": [0.03, 0.015], "drift_walk_nm": 0.0},
+            "data": {"source": "probe_grid", "step": 3, "window": 5},
+            "target": {"column": "plasmon_peak_ev", "goal": "maximize"}, "model": {"kind": "rf"},
+            "acquisition": {"kind": "random", "q": 8}, "initial": {"n": 8},
+            "oracle": {"kind": "instrument", "scalarizer": "peak_position", "drift_every": 4, "max_retries": 0,
+                       "skip_unreachable": skip_unreachable},
+            "stop": {"budget": 120}}
+    with Campaign.create(None, parse_spec(spec, origin="test")) as campaign:
+        campaign.run(progress=False)
+        errors = campaign.store.measurements()["error"].fillna("")
+        return len(errors), int(errors.str.contains("field of view").sum()), campaign.stop_reason()
+
+
+def test_a_drifting_campaign_offers_only_candidates_in_reach_and_stops_when_none_is_left():
+    n_skip, failed_skip, reason_skip = _failed_out_of_reach(skip_unreachable=True)
+    n_all, failed_all, reason_all = _failed_out_of_reach(skip_unreachable=False)
+    assert reason_all == "budget" and failed_all > 20  # tried and failed: budget wasted
+    assert reason_skip == "no reachable candidate" and n_skip < n_all
+    assert failed_skip * 4 < failed_all

@@ -227,7 +227,18 @@ class Campaign:
             return "target_value"
         if n_selected >= len(self.pool):
             return "pool exhausted"
+        if not self._available().any():
+            return "no reachable candidate"
         return None
+
+    def _available(self) -> np.ndarray:
+        """(len(pool),) bool: candidates not selected yet that the oracle can still reach (an
+        oracle with `reachable()`, e.g. a drifting instrument, rules some out)."""
+        available = np.ones(len(self.pool), dtype=bool)
+        available[self.pool.index_of(self.store.selected_ids())] = False
+        if hasattr(self.oracle, "reachable"):
+            available &= self.oracle.reachable()
+        return available
 
     def summary(self, top: int = 5) -> CampaignSummary:
         """Rounds, measurement counts, the best candidates and (with known labels) top-100 and
@@ -277,8 +288,7 @@ class Campaign:
         if forced:
             self.store.start_round(round_, forced[: self.spec.stop.budget - len(selected)], steering=instructions)
             return
-        available = np.ones(len(self.pool), dtype=bool)
-        available[self.pool.index_of(selected)] = False
+        available = self._available()
         size = self.spec.initial.n if round_ == 0 else acq_spec.q
         size = min(size, self.spec.stop.budget - len(selected), int(available.sum()))
         train_ids, train_y = self.store.training_data()
@@ -312,6 +322,7 @@ class Campaign:
             hyperparameters=self.model.hyperparameters(),
             model_state=self.model.get_state() if hasattr(self.model, "get_state") else None,
             steering=instructions,
+            record=self.model.round_record() if hasattr(self.model, "round_record") else None,
         )
 
     def _steering(self, round_: int, selected: set[str]) -> tuple[AcquisitionSpec, list[str], list[int]]:

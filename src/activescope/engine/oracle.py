@@ -59,7 +59,10 @@ class Oracle(Protocol):
     taken (in any order). The campaign then records every result the moment it arrives, so a
     crash in the middle of a slow batch (a microscope) loses none of the spectra already taken.
     bind_run(run_id) is called with the run's id before measuring, so an instrument can give
-    its requests ids that stay the same when a killed run resumes.
+    its requests ids that stay the same when a killed run resumes. reachable() -> (len(pool),)
+    bool marks the candidates the oracle can still measure (a drifting instrument loses those
+    pushed out of its field of view): the campaign offers only those to the acquisition, and
+    stops with "no reachable candidate" when none is left.
     """
 
     interactive: bool

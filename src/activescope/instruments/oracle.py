@@ -11,8 +11,8 @@ on; without it, the first overview the oracle takes) by cross-correlation and sh
 requested positions so that they stay on the same sample features (see `drift.DriftTracker`).
 
 A position that drift correction pushes out of the field of view cannot be measured any more:
-`reachable()` tells which candidates are still in reach (a campaign that honours it does not
-offer the others to the acquisition), and one requested anyway becomes a final failed
+`reachable()` tells which candidates are still in reach (the campaign does not offer the others
+to the acquisition unless `skip_unreachable: false`), and one requested anyway becomes a final failed
 measurement (retrying cannot bring it back). A spent budget (`BudgetExhausted`) ends the
 campaign with its message; a lost connection (`InstrumentUnavailable`, an OSError) fails the
 rest of the batch, which the campaign retries.
@@ -47,6 +47,9 @@ class InstrumentOracleOptions(BaseModel):
     drift_upsample: int = Field(10, ge=1, le=100, description="precision of the drift estimate: 1/drift_upsample pixel")
     drift_smooth_px: float = Field(3.0, ge=0, description="Gaussian smoothing of the overviews before registration, pixels")
     drift_extrapolate: bool = Field(True, description="extrapolate the drift linearly between estimates")
+    skip_unreachable: bool = Field(
+        True, description="offer the acquisition only the candidates drift correction keeps inside the field of view (false: they are tried and fail)"
+    )
 
 
 @register_oracle("instrument", InstrumentOracleOptions)
@@ -58,7 +61,7 @@ class InstrumentOracle:
 
     def __init__(self, pool: Pool, target: Any, instrument: Instrument | None = None, dwell_s: float | None = None,
                  drift_every: int = 0, drift_upsample: int = 10, drift_smooth_px: float = 3.0,
-                 drift_extrapolate: bool = True) -> None:
+                 drift_extrapolate: bool = True, skip_unreachable: bool = True) -> None:
         if instrument is None:
             raise SpecError("oracle.kind instrument measures through an instrument: add an instrument: section to the spec")
         missing = {"x_nm", "y_nm"} - set(pool.info.columns)
@@ -69,10 +72,12 @@ class InstrumentOracle:
         self.instrument = instrument
         self.settings = Settings(dwell_s=dwell_s)
         self.drift_every = drift_every
+        self.skip_unreachable = skip_unreachable
         self.tracker = (DriftTracker(instrument, upsample=drift_upsample, smooth_px=drift_smooth_px,
                                      extrapolate=drift_extrapolate) if drift_every else None)
         self._since_update = 0
         self._clock_s = 0.0  # instrument time of the last answer, s
+        self._batch_s = 0.0  # instrument time the last batch took, s: how far ahead reachability looks
         self._run_id: str | None = None
         self._attempts: dict[str, int] = {}
 
@@ -86,6 +91,7 @@ class InstrumentOracle:
     def measure_each(self, ids: Sequence[str]) -> Iterator[Measurement]:
         """One Measurement(raw=(2, n) [axis; values]) per id, in order, yielded as acquired."""
         xs, ys = positions(self.pool, ids)
+        start_s = self._clock_s
         for k, x, y in zip(ids, xs, ys):
             if self.tracker is not None:
                 if self.tracker.reference is None or self._since_update >= self.drift_every:
@@ -103,16 +109,21 @@ class InstrumentOracle:
                 continue
             self._since_update += 1  # only spectra taken count towards the next overview
             self._clock_s = spectrum.elapsed_s
+            self._batch_s = self._clock_s - start_s
             yield Measurement(id=str(k), raw=spectrum.as_raw())
 
     def reachable(self) -> np.ndarray:
-        """(len(pool),) bool: the candidates whose drift-corrected position, predicted at the
-        instrument time of the last acquisition, lies inside the field of view. Without drift
-        correction every candidate is reachable."""
-        if self.tracker is None:
+        """(len(pool),) bool: the candidates whose drift-corrected position lies inside the field
+        of view both now (the instrument time of the last acquisition) and one batch later (as
+        long as the last batch took), so that they stay in reach while the next batch is measured.
+        Without drift correction, or with `skip_unreachable: false`, every candidate counts as
+        reachable."""
+        if self.tracker is None or not self.skip_unreachable:
             return np.ones(len(self.pool), dtype=bool)
-        x, y = self.tracker.correct(self.pool.info["x_nm"].to_numpy(), self.pool.info["y_nm"].to_numpy(), self._clock_s)
-        return self.instrument.describe().geometry.contains(x, y)
+        field = self.instrument.describe().geometry
+        x_nm, y_nm = self.pool.info["x_nm"].to_numpy(), self.pool.info["y_nm"].to_numpy()
+        now = field.contains(*self.tracker.correct(x_nm, y_nm, self._clock_s))
+        return now & field.contains(*self.tracker.correct(x_nm, y_nm, self._clock_s + self._batch_s))
 
     def measure(self, ids: Sequence[str]) -> list[Measurement]:
         """All measurements of `ids` at once (see `measure_each`)."""
