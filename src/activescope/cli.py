@@ -27,6 +27,7 @@ DEFAULT_PRESET = "qm9-dipole"
 
 _MICROSCOPY_CLI = ("activescope.microscopy.cli", ("microscopy", "cli.py"))
 _INSTRUMENTS_CLI = ("activescope.instruments.cli", ("instruments", "cli.py"))
+_CAUSAL_CLI = ("activescope.chem.causal.cli", ("chem", "causal", "cli.py"))
 
 
 def _installed(location: tuple[str, tuple[str, ...]]) -> bool:
@@ -74,6 +75,7 @@ class _Root(_LazyGroup):
     lazy = {
         "atoms": (_MICROSCOPY_CLI, "atoms_app", "Microscopy: simulate frames, train and run atom finders."),
         "twin": (_INSTRUMENTS_CLI, "twin_app", "Instruments: serve the digital twin (or any instrument) over HTTP."),
+        "causal": (_CAUSAL_CLI, "causal_app", "Active causal learning on QM9: discover, select, intervene."),
     }
 
     def invoke(self, ctx: click.Context) -> Any:
