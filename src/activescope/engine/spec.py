@@ -12,13 +12,15 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import SpecError
 from .registry import ACQUISITIONS, INSTRUMENTS, MODELS, ORACLES, SCALARIZERS, SOURCES, Registry, format_validation_error
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
 class _Strict(BaseModel):
@@ -185,23 +187,25 @@ def override_section(current: BaseModel | None, values: dict[str, Any]) -> dict[
     return {**merged, **values}
 
 
-def parse_spec(data: dict[str, Any], origin: str = "spec") -> CampaignSpec:
-    """Validate a spec mapping; raise SpecError with a one-line message naming the bad field."""
+def validate_document(data: object, model: type[ModelT], origin: str = "spec") -> ModelT:
+    """Validate a parsed YAML document against a pydantic model (a campaign spec, or a domain
+    package's own spec kind); SpecError with a one-line message naming the bad field."""
     if not isinstance(data, dict):
         raise SpecError(f"{origin}: expected a mapping at the top level, got {type(data).__name__}")
     try:
-        return CampaignSpec.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as err:
         raise SpecError(f"{origin}: {format_validation_error(err)}") from None
 
 
-def load_spec(path: str | Path) -> CampaignSpec:
-    """Read and validate a YAML spec file."""
+def read_yaml(path: str | Path) -> object:
+    """The YAML document in a file; SpecError with one line when it is missing, unreadable, not
+    UTF-8 text or malformed."""
     path = Path(path)
     if not path.is_file():
         raise SpecError(f"spec file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_bytes().decode("utf-8"))
+        return yaml.safe_load(path.read_bytes().decode("utf-8"))
     except UnicodeDecodeError as err:
         raise SpecError(f"{path}: not a UTF-8 text file (byte {err.start} is 0x{err.object[err.start]:02x}); expected a YAML spec") from None
     except OSError as err:
@@ -210,4 +214,13 @@ def load_spec(path: str | Path) -> CampaignSpec:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise SpecError(f"{path}: malformed YAML{where}: {getattr(err, 'problem', err)}") from None
-    return parse_spec(data, origin=str(path))
+
+
+def parse_spec(data: dict[str, Any], origin: str = "spec") -> CampaignSpec:
+    """Validate a spec mapping; raise SpecError with a one-line message naming the bad field."""
+    return validate_document(data, CampaignSpec, origin)
+
+
+def load_spec(path: str | Path) -> CampaignSpec:
+    """Read and validate a YAML spec file."""
+    return parse_spec(read_yaml(path), origin=str(path))

@@ -16,13 +16,11 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    ValidationError,
     field_validator,
     model_validator,
 )
 
-from ...engine.errors import SpecError
-from ...engine.registry import format_validation_error
+from ...engine.spec import read_yaml, validate_document
 
 DEFAULT_DESCRIPTORS = (
     "MolLogP", "MolMR", "TPSA", "NumHDonors", "NumHAcceptors", "NumHeteroatoms", "NumRotatableBonds",
@@ -141,21 +139,9 @@ class CausalSpec(_Options):
 
 def parse_causal_spec(data: object, origin: str = "spec") -> CausalSpec:
     """Validate a causal spec mapping; SpecError with one line naming the bad field."""
-    if not isinstance(data, dict):
-        raise SpecError(f"{origin}: expected a mapping at the top level, got {type(data).__name__}")
-    try:
-        return CausalSpec.model_validate(data)
-    except ValidationError as err:
-        raise SpecError(f"{origin}: {format_validation_error(err)}") from None
+    return validate_document(data, CausalSpec, origin)
 
 
 def load_causal_spec(path: str | Path) -> CausalSpec:
     """Read and validate a causal YAML spec file."""
-    path = Path(path)
-    if not path.is_file():
-        raise SpecError(f"spec file not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except (yaml.YAMLError, UnicodeDecodeError) as err:
-        raise SpecError(f"{path}: malformed YAML: {str(err).splitlines()[0]}") from None
-    return parse_causal_spec(data, origin=str(path))
+    return parse_causal_spec(read_yaml(path), origin=str(path))

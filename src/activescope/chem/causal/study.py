@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
 from rich.progress import Progress
 
 from ...engine.errors import RunStateError
@@ -35,7 +34,7 @@ from .selection import (
     select_subset,
     smallest_size_reaching,
 )
-from .spec import CausalSpec, parse_causal_spec
+from .spec import CausalSpec, load_causal_spec
 
 
 def run_discover(spec: CausalSpec, out: Path, data: CausalData | None = None) -> Path:
@@ -82,7 +81,7 @@ def run_intervene(run_dir: Path) -> Path:
     spec_path = run_dir / "artifacts" / CAUSAL_SPEC
     if not Store.exists(run_dir) or not spec_path.is_file():
         raise RunStateError(f"{run_dir} is not a causal selection run; run `activescope causal select` first")
-    spec = parse_causal_spec(yaml.safe_load(spec_path.read_text()), origin=str(spec_path))
+    spec = load_causal_spec(spec_path)
     if not (run_dir / "artifacts" / "graph_subset.npz").is_file():
         raise RunStateError(f"{run_dir}: the selection has not finished; resume it with `activescope causal select`")
     with Store.open(run_dir) as store:
