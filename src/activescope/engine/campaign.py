@@ -227,7 +227,7 @@ class Campaign:
             return "target_value"
         if n_selected >= len(self.pool):
             return "pool exhausted"
-        if not self._available().any():
+        if hasattr(self.oracle, "reachable") and not self._available().any():
             return "no reachable candidate"
         return None
 
