@@ -3,6 +3,7 @@
     python benchmarks/hypothesis_bench.py synthetic --dims 1 --seeds 20        # known truth
     python benchmarks/hypothesis_bench.py qm9 --runs 5 --steps 200             # published QM9 protocol (MAP)
     python benchmarks/hypothesis_bench.py fit-timing --n 500                   # one MAP and one NUTS fit
+    python benchmarks/hypothesis_bench.py fit-timing --data kink --inference nuts --nuts-kernel map
 
 `qm9`: x = (TPSA, MolLogP) from RDKit (the rdkit2d featuriser, raw units), y = enthalpy H298
 (Hartree; the laws describe y / 100 so that the published priors E ~ Normal(-4, 2) and
@@ -108,22 +109,28 @@ def run_synthetic(args: argparse.Namespace) -> None:
 def run_fit_timing(args: argparse.Namespace) -> None:
     from activescope.models.hypothesis import HypothesisSurrogate
 
-    pool = qm9_pool(args.subset)
-    rows = np.random.default_rng(0).choice(len(pool), size=args.n, replace=False)
-    X, y = pool.X[rows], pool.labels["H298"].to_numpy()[rows]
-    options = {"law": QM9_HYPOTHESES["H2"], "priors": {"E": "Normal(-4, 2)", "s": "Gamma(2, 0.05)"}, "target_scale": 100.0}
+    if args.data == "qm9":
+        pool = qm9_pool(args.subset)
+        rows = np.random.default_rng(0).choice(len(pool), size=args.n, replace=False)
+        X, y, X_pool = pool.X[rows], pool.labels["H298"].to_numpy()[rows], pool.X
+        options = {"law": QM9_HYPOTHESES["H2"], "priors": {"E": "Normal(-4, 2)", "s": "Gamma(2, 0.05)"}, "target_scale": 100.0}
+    else:  # the known-truth kink law of `synthetic`, 500 noisy points
+        rng = np.random.default_rng(0)
+        X, X_pool = rng.uniform(0, 10, size=(args.n, 1)), rng.uniform(0, 10, size=(args.subset, 1))
+        y = 0.5 * np.minimum(X[:, 0], 6.0) + rng.normal(0, 0.3, args.n)
+        options = {"law": "a * minimum(x, t)", "priors": {"a": "Normal(0, 1)", "t": "Uniform(0, 10)"}, "descriptors": ["x"]}
     for inference in args.inference:
-        model = HypothesisSurrogate(**options, inference=inference, fit_iters=100, warm_iters=20)
+        model = HypothesisSurrogate(**options, inference=inference, fit_iters=100, warm_iters=20, nuts_kernel=args.nuts_kernel)
         times = []
         for repeat in range(args.repeats if inference == "map" else 1):
             t0 = time.perf_counter()
             model.fit(X, y)
             times.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
-        model.predict(pool.X)
+        model.predict(X_pool)
         predict_s = time.perf_counter() - t0
         print(json.dumps({"inference": inference, "n": args.n, "fit_s": [round(t, 2) for t in times],
-                          "predict_pool_s": round(predict_s, 2), "pool": len(pool),
+                          "predict_pool_s": round(predict_s, 2), "pool": len(X_pool), "data": args.data,
                           "hyperparameters": model.hyperparameters()}), flush=True)  # fmt: skip
 
 
@@ -146,6 +153,8 @@ def main() -> None:
     timing.add_argument("--subset", type=int, default=20000)
     timing.add_argument("--repeats", type=int, default=5)
     timing.add_argument("--inference", action="append", default=None, choices=["map", "nuts"])
+    timing.add_argument("--nuts-kernel", default="sample", choices=["sample", "map"])
+    timing.add_argument("--data", default="qm9", choices=["qm9", "kink"], help="QM9 H2 law, or the 1-D kink law")
     args = parser.parse_args()
     if args.command == "fit-timing" and not args.inference:
         args.inference = ["map", "nuts"]

@@ -65,6 +65,25 @@ def test_nuts_posterior_covers_the_truth_with_diagnostics():
     assert (variance > 0).all()
 
 
+def test_nuts_with_the_kernel_fixed_at_map_samples_the_law_only():
+    X, y = _data(40, seed=3)
+    options = {"law": "a * x**2 + b", "priors": PRIORS, "descriptors": ["x"], "fit_iters": 80}
+    model = HypothesisSurrogate(**options, inference="nuts", nuts_kernel="map", num_warmup=100, num_samples=100,
+                                max_tree_depth=5, predict_samples=16)  # fmt: skip
+    model.fit(X, y)
+    summary = model.posterior_summary()
+    for name, truth, prior_sd in (("a", 1.5, 2.0), ("b", -2.0, 5.0)):  # b trades off against the residual GP's level
+        assert summary[name]["q5"] - 0.02 < truth < summary[name]["q95"] + 0.02
+        assert 0 < summary[name]["sd"] < prior_sd / 4 and summary[name]["r_hat"] <= 1.1
+    assert set(model._nuts.samples) == {"a", "b"}  # the kernel and noise are not sampled
+    map_noise = HypothesisSurrogate(**options).fit(X, y).hyperparameters()["noise"]
+    assert model.hyperparameters()["noise"] == pytest.approx(map_noise, rel=1e-6)  # the MAP fit's, fixed
+    far = np.array([[3.5], [4.0]])  # past the data (x <= 3): the law extrapolates
+    mean, variance = model.predict(far)
+    np.testing.assert_allclose(mean, 1.5 * far[:, 0] ** 2 - 2.0, rtol=0.08)
+    assert (variance > 0).all()
+
+
 def test_nuts_that_cannot_converge_raises_instead_of_answering():
     X, y = _data(16, seed=2)
     model = HypothesisSurrogate(law="a**2 * x**2 + b", priors={"a": "Normal(0, 2)", "b": "Normal(0, 5)"}, descriptors=["x"],

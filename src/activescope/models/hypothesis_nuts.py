@@ -8,6 +8,12 @@ torch MAP mode (`law.jax_ops`).
 Training data are padded to a multiple of PAD_ROWS with masked rows (their kernel block is the
 identity and their residual zero, so they add a constant to the log likelihood), so rounds that
 add a few points reuse one compiled sampler instead of recompiling for every new size.
+
+With `nuts_kernel: map` (empirical Bayes) the residual kernel and noise come from the MAP fit and
+stay fixed: the training covariance is factorised once, each leapfrog step costs one triangular
+solve (O(n^2)) instead of a Cholesky factorisation and its gradient (O(n^3)), and the chains start
+at the MAP law parameters. The posterior then covers the law parameters only; the kernel's own
+uncertainty is left out, which matters little once a few hundred points pin it down.
 """
 
 from __future__ import annotations
@@ -70,13 +76,18 @@ class NutsFit:
     divergent: float
     train: dict[str, Any]
     draws: dict[str, Any]  # thinned draws used by predict: name -> (S, ...)
-    chol: Any  # (S, n_pad, n_pad)
+    chol: Any  # (S, n_pad, n_pad); one (n_pad, n_pad) factor with a fixed kernel
     alpha: Any  # (S, n_pad)
+    fixed: dict[str, Any] | None = None  # MAP kernel hyperparameters (nuts_kernel: map)
 
     @classmethod
-    def run(cls, owner: "HypothesisSurrogate", xz: np.ndarray, xd: np.ndarray, ys: np.ndarray) -> "NutsFit":
+    def run(
+        cls, owner: "HypothesisSurrogate", xz: np.ndarray, xd: np.ndarray, ys: np.ndarray, fixed: dict[str, Any] | None = None
+    ) -> "NutsFit":
         """Sample the posterior; restart with a doubled warm-up and a new seed while R-hat > 1.1,
-        and raise SamplingError when it still has not converged or diverges too often."""
+        and raise SamplingError when it still has not converged or diverges too often. `fixed`
+        (law parameters, lengthscale, outputscale, noise of a MAP fit) fixes the kernel and
+        starts the chains at the MAP law."""
         law = owner._law
         n = len(ys)
         n_pad = PAD_ROWS * math.ceil(n / PAD_ROWS)
@@ -90,11 +101,19 @@ class NutsFit:
             "y_scale": float(owner._y_scaler.scale),
         }
         compiled = _compiled(owner, xz.shape[1])
+        args: tuple[Any, ...] = (train["xz"], train["xd"], train["y"], train["mask"], train["y_shift"], train["y_scale"])
+        model, init_params = compiled["model"], None
+        if fixed is not None:
+            fixed = {k: jnp.asarray(v) for k, v in fixed.items()}
+            train["chol"] = _train_factor(train, fixed)
+            args = (train["xd"], train["y"], train["mask"], train["y_shift"], train["y_scale"], train["chol"])
+            model = compiled["law_model"]
+            init_params = _chain_starts(owner, fixed)
         warmup = owner.num_warmup
         for attempt in range(owner.max_restarts + 1):
-            if (warmup, attempt) not in compiled:
-                compiled[warmup, attempt] = MCMC(
-                    NUTS(compiled["model"], init_strategy=init_to_median(num_samples=15),
+            if (fixed is None, warmup, attempt) not in compiled:
+                compiled[fixed is None, warmup, attempt] = MCMC(
+                    NUTS(model, init_strategy=init_to_median(num_samples=15),
                          target_accept_prob=0.8 if attempt == 0 else 0.9, max_tree_depth=owner.max_tree_depth),
                     num_warmup=warmup,
                     num_samples=owner.num_samples,
@@ -103,11 +122,10 @@ class NutsFit:
                     progress_bar=False,
                     jit_model_args=True,
                 )  # fmt: skip
-            mcmc = compiled[warmup, attempt]
+            mcmc = compiled[fixed is None, warmup, attempt]
             key = jax.random.PRNGKey(owner.seed * 1009 + attempt)
             try:
-                mcmc.run(key, train["xz"], train["xd"], train["y"], train["mask"], train["y_shift"], train["y_scale"],
-                         extra_fields=("diverging",))  # fmt: skip
+                mcmc.run(key, *args, extra_fields=("diverging",), init_params=init_params)
             except RuntimeError as err:  # e.g. no finite likelihood anywhere the sampler may start
                 raise SamplingError(
                     f"NUTS could not start for law {law.expression!r} ({str(err).splitlines()[0]}); is the law "
@@ -134,6 +152,9 @@ class NutsFit:
         total = len(next(iter(flat.values())))
         keep = np.linspace(0, total - 1, min(owner.predict_samples, total)).astype(int)
         draws = {k: jnp.asarray(v[keep]) for k, v in flat.items()}
+        if fixed is not None:
+            alpha = compiled["law_solves"](draws, train)
+            return cls(owner, samples, stats, attempt, divergent, train, draws, train["chol"], alpha, fixed)
         chol, alpha = compiled["solves"](draws, train)
         return cls(owner, samples, stats, attempt, divergent, train, draws, chol, alpha)
 
@@ -151,18 +172,22 @@ class NutsFit:
         fraction, and the posterior-mean noise variance (target units squared)."""
         r_hat = max(float(np.nanmax(np.atleast_1d(s["r_hat"]))) for s in self.stats.values())
         ess = min(float(np.nanmin(np.atleast_1d(s["n_eff"]))) for s in self.stats.values())
-        noise = float(np.mean(self.samples["noise"])) * y_scale**2
+        noise = float(np.mean(self.fixed["noise"] if self.fixed is not None else self.samples["noise"])) * y_scale**2
         return {"r_hat_max": r_hat, "ess_min": ess, "restarts": float(self.restarts), "divergent": self.divergent, "noise": noise}
 
     def predict(self, xz: np.ndarray, xd: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Posterior mean and latent variance (standardised units) averaged over the draws."""
         n_draws, n_pad = self.alpha.shape
-        rows = max(1, PREDICT_ELEMENTS // (n_draws * n_pad))
-        step = self.owner._nuts_compiled["predict"]
+        if self.fixed is None:
+            rows = max(1, PREDICT_ELEMENTS // (n_draws * n_pad))
+            step, draws = self.owner._nuts_compiled["predict"], self.draws
+        else:  # one cross-covariance block serves every draw
+            rows = max(1, PREDICT_ELEMENTS // n_pad)
+            step, draws = self.owner._nuts_compiled["law_predict"], (self.draws, self.fixed)
         mean, variance = np.empty(len(xz)), np.empty(len(xz))
         for batch in row_batches(len(xz), rows):
             size = batch.stop - batch.start
-            m, v = step(self.draws, self.train, self.chol, self.alpha, jnp.asarray(_pad(xz[batch], rows)), jnp.asarray(_pad(xd[batch], rows)))
+            m, v = step(draws, self.train, self.chol, self.alpha, jnp.asarray(_pad(xz[batch], rows)), jnp.asarray(_pad(xd[batch], rows)))
             mean[batch], variance[batch] = np.asarray(m)[:size], np.asarray(v)[:size]
         return mean, variance
 
@@ -170,7 +195,10 @@ class NutsFit:
 def _compiled(owner: "HypothesisSurrogate", n_dims: int) -> dict[Any, Any]:
     """The owner's compiled model, samplers and solves, built once and reused by every round."""
     if getattr(owner, "_nuts_compiled", None) is None:
-        owner._nuts_compiled = {"model": _model_fn(owner, n_dims), "solves": _train_solves(owner), "predict": _predict_fn(owner)}
+        owner._nuts_compiled = {
+            "model": _model_fn(owner, n_dims), "solves": _train_solves(owner), "predict": _predict_fn(owner),
+            "law_model": _law_model_fn(owner), "law_solves": _law_solves(owner), "law_predict": _law_predict_fn(owner),
+        }  # fmt: skip
     return owner._nuts_compiled
 
 
@@ -231,5 +259,64 @@ def _predict_fn(owner: "HypothesisSurrogate") -> Any:
     def mixture(draws: dict[str, Any], train: dict[str, Any], chol: Any, alpha: Any, xz: Any, xd: Any) -> tuple[Any, Any]:
         means, variances = jax.vmap(one, in_axes=(0, None, 0, 0, None, None))(draws, train, chol, alpha, xz, xd)
         return means.mean(0), variances.mean(0) + means.var(0)
+
+    return jax.jit(mixture)
+
+
+def _chain_starts(owner: "HypothesisSurrogate", values: dict[str, Any]) -> dict[str, Any]:
+    """Per-chain starting points near the MAP law parameters, in NumPyro's unconstrained space
+    (a 1 % relative jitter keeps the chains distinct, so split R-hat still means something)."""
+    rng = np.random.default_rng(owner.seed)
+    starts = {}
+    for p in owner._law.parameters:
+        free = float(dist.biject_to(owner._law.priors[p].numpyro().support).inv(values[p]))
+        starts[p] = jnp.asarray(free + 0.01 * (abs(free) + 1e-6) * rng.standard_normal(owner.num_chains))
+    return starts
+
+
+def _train_factor(train: dict[str, Any], kernel: dict[str, Any]) -> Any:
+    """Cholesky factor of the noisy training covariance under fixed kernel hyperparameters."""
+    mask = train["mask"]
+    k = _rbf(train["xz"], train["xz"], kernel["lengthscale"], kernel["outputscale"]) * (mask[:, None] * mask[None, :])
+    return jnp.linalg.cholesky(k + jnp.diag(mask * kernel["noise"] + (1.0 - mask) + JITTER))
+
+
+def _law_model_fn(owner: "HypothesisSurrogate") -> Any:
+    """The NumPyro model with the kernel fixed: law parameters from their priors, and the GP
+    marginal likelihood of the residual against one precomputed Cholesky factor (its log
+    determinant is a constant and left out)."""
+    priors = {p: owner._law.priors[p].numpyro() for p in owner._law.parameters}
+
+    def model(xd: Any, y: Any, mask: Any, y_shift: float, y_scale: float, chol: Any) -> None:
+        theta = {p: numpyro.sample(p, prior) for p, prior in priors.items()}
+        residual = (y - _law_mean(owner, xd, theta, y_shift, y_scale)) * mask
+        white = jax.scipy.linalg.solve_triangular(chol, residual, lower=True)
+        numpyro.factor("y", -0.5 * jnp.sum(white**2))
+
+    return model
+
+
+def _law_solves(owner: "HypothesisSurrogate") -> Any:
+    """Compiled, per draw of the law parameters: K^-1 (y - m) with the fixed factor."""
+
+    def one(theta: dict[str, Any], train: dict[str, Any]) -> Any:
+        residual = (train["y"] - _law_mean(owner, train["xd"], theta, train["y_shift"], train["y_scale"])) * train["mask"]
+        return jax.scipy.linalg.cho_solve((train["chol"], True), residual)
+
+    return jax.jit(jax.vmap(one, in_axes=(0, None)))
+
+
+def _law_predict_fn(owner: "HypothesisSurrogate") -> Any:
+    """Compiled batch prediction with a fixed kernel: the GP variance is shared by every draw,
+    the mean differs by the law and its residual weights; mixture over the draws."""
+
+    def mixture(draws: tuple[dict[str, Any], dict[str, Any]], train: dict[str, Any], chol: Any, alpha: Any, xz: Any, xd: Any) -> tuple[Any, Any]:
+        theta, kernel = draws
+        cross = _rbf(xz, train["xz"], kernel["lengthscale"], kernel["outputscale"]) * train["mask"][None, :]
+        laws = jax.vmap(lambda t: _law_mean(owner, xd, t, train["y_shift"], train["y_scale"]))(theta)
+        means = laws + alpha @ cross.T
+        white = jax.scipy.linalg.solve_triangular(chol, cross.T, lower=True)
+        variance = jnp.maximum(kernel["outputscale"] - jnp.sum(white**2, axis=0), 1e-10)
+        return means.mean(0), variance + means.var(0)
 
     return jax.jit(mixture)
