@@ -86,3 +86,23 @@ def test_bench_takes_the_target_and_goal_from_the_command_line(tmp_path, write_s
     with Store.open(next((tmp_path / "out").rglob("run.sqlite")).parent) as store:
         spec = store.spec()
     assert (spec.target.column, spec.target.goal) == ("HOMO_LUMO_gap_au", "minimize")
+
+
+def test_multi_target_grid_writes_a_table_per_target_and_a_summary(tmp_path, write_spec, spec_dict):
+    spec_dict["stop"]["budget"] = 30
+    text = bench_main(write_spec(spec_dict), ["random"], 1, tmp_path / "out",
+                      targets=["Dipole_debye", "HOMO_LUMO_gap_au:minimize"])  # fmt: skip
+    out = tmp_path / "out"
+    for target, goal in (("Dipole_debye", "maximize"), ("HOMO_LUMO_gap_au", "minimize")):
+        runs = pd.read_csv(out / target / "results.csv")
+        assert runs["strategy"].tolist() == ["random"] and (runs["n_measured"] == 30).all()
+        assert (out / target / "results.md").read_text().startswith(f"# Benchmark: {goal} {target}")
+        with Store.open(out / target / "random" / "seed0") as store:
+            assert (store.spec().target.column, store.spec().target.goal) == (target, goal)
+    summary = pd.read_csv(out / "summary.csv")
+    assert summary["target"].tolist() == ["Dipole_debye", "HOMO_LUMO_gap_au"]
+    assert summary["goal"].tolist() == ["maximize", "minimize"]
+    assert "HOMO_LUMO_gap_au (min)" in text and "random (exact expectation)" in text
+    assert (out / "summary.png").read_bytes().startswith(b"\x89PNG")
+    with pytest.raises(SpecError, match="COLUMN:maximize"):
+        bench_main(write_spec(spec_dict), ["random"], 1, tmp_path / "bad", targets=["Dipole_debye:up"])

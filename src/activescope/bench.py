@@ -7,6 +7,12 @@ which is replaced whole: the old kind's options would not fit the new one. Pools
 and shared by every run that uses it. Each run is a real Campaign in its own run directory
 (`<out>/<strategy>/seed<k>`), so an interrupted benchmark resumes where it stopped.
 
+A grid may span several targets (`targets=[(column, goal), ...]`): each target gets its own
+folder `<out>/<column>/` with the single-target outputs, and `<out>/summary.{csv,md,png}` compare
+strategies across targets. Runs go through a runner: `serial_runner` (the default, one after the
+other in this process) or `activescope.scale.grid.ray_runner` (one Ray task per run); both give
+the same results for the same seeds because every run is a seeded campaign of its own.
+
 The `random` strategy (acquisition `kind: random`, no model) runs as a campaign like the others;
 results also list its exact expectation (`activescope.engine.metrics`), which needs no sampling.
 """
@@ -15,6 +21,8 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -59,6 +67,16 @@ def default_strategies() -> dict[str, dict[str, Any]]:
             "model": {"kind": "rf"},
             "acquisition": {"kind": "greedy"},
         },
+        "rf-ucb-morgan": {  # MolPAL-recipe re-implementation: RF (100 trees, depth 8), UCB beta 2, Morgan counts
+            "data": {"features": [{"kind": "morgan", "radius": 2, "n_bits": 2048}]},
+            "model": {"kind": "rf", "max_depth": 8},
+            "acquisition": {"kind": "ucb", "beta": 2.0},
+        },
+        "auto": {  # strategy selection: every block x surrogate, chosen by cross-validation (models/auto.py)
+            "data": {"features": [{"kind": "physics"}, {"kind": "rdkit2d"}, {"kind": "morgan", "radius": 2, "n_bits": 2048}]},
+            "model": {"kind": "auto"},
+            "acquisition": {"kind": "ucb", "beta": 2.0},
+        },
         "random": {"acquisition": {"kind": "random"}},
     }
 
@@ -100,7 +118,27 @@ def _labels(pool: Pool, spec: CampaignSpec) -> np.ndarray:
     return pool.labels[column].to_numpy(dtype=float)
 
 
-def _campaign_run(pool: Pool, spec_map: dict[str, Any], run_dir: Path) -> tuple[np.ndarray, float, float]:
+RunResult = tuple[np.ndarray, float, float]
+"""One finished run: measured values in order, total seconds, median seconds per modelled round."""
+
+
+@dataclass(frozen=True)
+class GridRun:
+    """One campaign of a benchmark grid: its target, strategy, seed, spec mapping and run folder."""
+
+    target: str
+    strategy: str
+    seed: int
+    spec: dict[str, Any]
+    run_dir: Path
+
+
+Runner = Callable[[list[GridRun], Callable[[dict[str, Any]], Pool]], Iterator[tuple[int, RunResult]]]
+"""runner(runs, pool_for) yields (position in runs, result) as runs finish, in any order;
+pool_for(data_section) gives the pool a run's spec names."""
+
+
+def campaign_run(pool: Pool, spec_map: dict[str, Any], run_dir: Path) -> RunResult:
     """Run (or resume) one campaign: measured values in order, total and median per-round seconds."""
     from .engine.campaign import Campaign
 
@@ -114,6 +152,30 @@ def _campaign_run(pool: Pool, spec_map: dict[str, Any], run_dir: Path) -> tuple[
     return values, float(seconds.sum()), float(np.median(model_rounds)) if model_rounds.size else 0.0
 
 
+def serial_runner(runs: list[GridRun], pool_for: Callable[[dict[str, Any]], Pool]) -> Iterator[tuple[int, RunResult]]:
+    """Runs one after the other in this process (the default runner)."""
+    for i, run in enumerate(runs):
+        yield i, campaign_run(pool_for(run.spec["data"]), run.spec, run.run_dir)
+
+
+def target_spec(spec: CampaignSpec, column: str, goal: str | None) -> CampaignSpec:
+    """`spec` with its target replaced (name suffixed with the column)."""
+    chosen = {"column": column, "goal": goal or spec.target.goal}
+    return parse_spec({**spec.model_dump(mode="json"), "name": f"{spec.name}-{column}", "target": chosen}, origin="targets")
+
+
+def grid_runs(
+    specs: dict[str, CampaignSpec], strategies: dict[str, dict[str, Any]], seeds: list[int], out_dirs: dict[str, Path]
+) -> list[GridRun]:
+    """Every (target, strategy, seed) run of a grid, target-major, with its run directory."""
+    return [
+        GridRun(target, name, seed, strategy_spec(spec, name, overrides, seed), out_dirs[target] / name / f"seed{seed}")
+        for target, spec in specs.items()
+        for name, overrides in strategies.items()
+        for seed in seeds
+    ]
+
+
 def run_bench(
     spec: CampaignSpec,
     strategies: dict[str, dict[str, Any]],
@@ -121,51 +183,85 @@ def run_bench(
     out_dir: Path,
     progress: bool = True,
     pool: Pool | None = None,
+    targets: list[tuple[str, str | None]] | None = None,
+    runner: Runner = serial_runner,
 ) -> pd.DataFrame:
-    """Run every strategy × seed and write results.csv, curves.csv (both rewritten after every
-    run), results.md and bench.png to `out_dir`; return the per-run results (one row per strategy
-    and seed).
+    """Run every target × strategy × seed and return the per-run results (one row per run).
 
-    `pool`, when given, is used for the base spec's data section instead of building it.
+    Without `targets`: results.csv, curves.csv (both rewritten after every run), results.md and
+    bench.png in `out_dir`. With `targets` ((column, goal) pairs; goal None keeps the spec's):
+    those files per target in `out_dir/<column>/`, plus summary.csv, summary.md and summary.png
+    across targets. `pool`, when given, is used for the base spec's data section instead of
+    building it. `runner` decides where runs execute (see `Runner`).
     """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if not strategies or not seeds:
         raise SpecError("a benchmark needs at least one strategy and one seed")
+    if targets is not None and not targets:
+        raise SpecError("--targets names no target")
     base_data = spec.model_dump(mode="json")["data"]
     pools = _Pools((base_data, pool) if pool is not None else None)
-    goal = spec.target.goal
-    rows, curves = [], []
+    specs = {spec.target.column: spec} if targets is None else {c: target_spec(spec, c, g) for c, g in targets}
+    out_dirs = {c: out_dir if targets is None else out_dir / c for c in specs}
+    runs = grid_runs(specs, strategies, seeds, out_dirs)
+    for target_spec_ in specs.values():  # fail before running anything when a label is missing
+        _labels(pools.get(base_data), target_spec_)
+    finished: dict[int, RunResult] = {}
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, disable=not progress) as bar:
-        task = bar.add_task("benchmark", total=len(strategies) * len(seeds))
-        for name, overrides in strategies.items():
-            for seed in seeds:
-                bar.update(task, description=f"{name} · seed {seed}")
-                spec_map = strategy_spec(spec, name, overrides, seed)
-                run_pool = pools.get(spec_map["data"])
-                all_values = _labels(run_pool, spec)
-                run_dir = out_dir / name / f"seed{seed}"
-                values, total_s, round_s = _campaign_run(run_pool, spec_map, run_dir)
-                curve = _curves(values, all_values, goal)
-                curves.append(curve.assign(strategy=name, seed=seed))
-                last = curve.iloc[-1]
-                rows.append({
-                    "strategy": name, "seed": seed, "n_measured": len(values),
-                    "top100_recall": last["top100_recall"], "top1pct_recall": last["top1pct_recall"],
-                    "best_value": last["best"], "median_round_s": round_s, "total_s": total_s,
-                    "run_dir": str(run_dir),
-                })
-                results, curve_table = pd.DataFrame(rows), pd.concat(curves, ignore_index=True)
-                results.to_csv(out_dir / "results.csv", index=False)  # partial results survive an interrupt
-                curve_table.to_csv(out_dir / "curves.csv", index=False)
-                bar.advance(task)
-    reference = _labels(pools.get(base_data), spec)
-    (out_dir / "results.md").write_text(results_markdown(results, spec, reference), encoding="utf-8")
-    _write_figure(curve_table, reference, spec, out_dir / "bench.png")
-    return results
+        task = bar.add_task(f"benchmark grid ({len(runs)} runs)", total=len(runs))
+        for i, result in runner(runs, pools.get):
+            finished[i] = result
+            run = runs[i]
+            bar.update(task, advance=1, description=f"{run.target} · {run.strategy} · seed {run.seed} done")
+            done = [(runs[j], finished[j]) for j in sorted(finished) if runs[j].target == run.target]
+            _write_tables(done, specs[run.target], pools, out_dirs[run.target])  # partial results survive an interrupt
+    per_target = {}
+    for target, target_spec_ in specs.items():
+        done = [(runs[j], finished[j]) for j in sorted(finished) if runs[j].target == target]
+        results, curve_table = _write_tables(done, target_spec_, pools, out_dirs[target])
+        reference = _labels(pools.get(base_data), target_spec_)
+        (out_dirs[target] / "results.md").write_text(results_markdown(results, target_spec_, reference), encoding="utf-8")
+        _write_figure(curve_table, reference, target_spec_, out_dirs[target] / "bench.png")
+        per_target[target] = results.assign(target=target, goal=target_spec_.target.goal)
+    combined = pd.concat(per_target.values(), ignore_index=True)
+    if targets is None:
+        return combined.drop(columns=["target", "goal"])
+    from .report.targets import write_target_summary
+
+    truths = {target: _labels(pools.get(base_data), target_spec_) for target, target_spec_ in specs.items()}
+    write_target_summary(combined, {t: s.target.goal for t, s in specs.items()}, truths, out_dir)
+    return combined
+
+
+def _write_tables(
+    done: list[tuple[GridRun, RunResult]], spec: CampaignSpec, pools: "_Pools", out_dir: Path
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """results.csv and curves.csv of one target's finished runs (grid order); returns both."""
+    rows, curves = [], []
+    for run, (values, total_s, round_s) in done:
+        curve = _curves(values, _labels(pools.get(run.spec["data"]), spec), spec.target.goal)
+        curves.append(curve.assign(strategy=run.strategy, seed=run.seed))
+        last = curve.iloc[-1]
+        rows.append({
+            "strategy": run.strategy, "seed": run.seed, "n_measured": len(values),
+            "top100_recall": last["top100_recall"], "top1pct_recall": last["top1pct_recall"],
+            "best_value": last["best"], "median_round_s": round_s, "total_s": total_s,
+            "run_dir": str(run.run_dir),
+        })
+    results, curve_table = pd.DataFrame(rows), pd.concat(curves, ignore_index=True)
+    results.to_csv(out_dir / "results.csv", index=False)
+    curve_table.to_csv(out_dir / "curves.csv", index=False)
+    return results, curve_table
 
 
 def _curves(values: np.ndarray, all_values: np.ndarray, goal: str) -> pd.DataFrame:
@@ -252,6 +348,17 @@ def headline_spec() -> CampaignSpec:
     return parse_spec(spec, origin="headline benchmark protocol")
 
 
+def parse_targets(items: list[str]) -> list[tuple[str, str | None]]:
+    """`column` or `column:goal` items (goal maximize or minimize) -> (column, goal or None)."""
+    parsed = []
+    for item in items:
+        column, _, goal = item.strip().partition(":")
+        if not column or goal not in ("", "maximize", "minimize"):
+            raise SpecError(f"target {item!r}: expected COLUMN or COLUMN:maximize / COLUMN:minimize")
+        parsed.append((column, goal or None))
+    return parsed
+
+
 def bench_main(
     spec_path: Path | None,
     strategies: list[str] | None,
@@ -259,11 +366,17 @@ def bench_main(
     out_dir: Path,
     target: str | None = None,
     goal: str | None = None,
+    targets: list[str] | None = None,
+    runner: Runner = serial_runner,
 ) -> str:
     """CLI entry: run the named strategies of `default_strategies()` (all when None) with seeds
     0..seeds-1 on the spec at `spec_path` (default: `headline_spec()`), its target column and
-    goal replaced by `target` and `goal` when given; return results.md's text."""
+    goal replaced by `target` and `goal` when given; `targets` (`column[:goal]` items, goal
+    defaulting to `goal` or the spec's) makes it a multi-target grid. Returns results.md's text
+    (summary.md's for a multi-target grid)."""
     spec = load_spec(spec_path) if spec_path is not None else headline_spec()
+    if targets is not None and target is not None:
+        raise SpecError("give either --target or --targets")
     if target is not None or goal is not None:
         chosen = {"column": target or spec.target.column, "goal": goal or spec.target.goal}
         name = f"{spec.name}-{chosen['column']}" if target else spec.name
@@ -276,5 +389,7 @@ def bench_main(
         matrix = {name: matrix[name] for name in strategies}
     if seeds < 1:
         raise SpecError(f"--seeds must be at least 1, got {seeds}")
-    run_bench(spec, matrix, list(range(seeds)), out_dir)
-    return (Path(out_dir) / "results.md").read_text() + f"\nwritten to {Path(out_dir).resolve()}\n"
+    grid = parse_targets(targets) if targets is not None else None
+    run_bench(spec, matrix, list(range(seeds)), out_dir, targets=grid, runner=runner)
+    table = "summary.md" if grid is not None else "results.md"
+    return (Path(out_dir) / table).read_text() + f"\nwritten to {Path(out_dir).resolve()}\n"

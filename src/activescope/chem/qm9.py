@@ -44,6 +44,23 @@ TARGET_ALIASES: dict[str, str] = {
 }
 """Short names for QM9 targets -> table columns (units are in the column names: au = Hartree)."""
 
+QM9_GOALS: dict[str, str] = {
+    "Dipole_debye": "maximize",  # strongly polar molecules
+    "Polarizability_bohr3": "maximize",  # soft, polarizable electron clouds
+    "HOMO_au": "maximize",  # good electron donors
+    "LUMO_au": "minimize",  # good electron acceptors
+    "HOMO_LUMO_gap_au": "minimize",  # small-gap (optoelectronic) molecules
+    "R2_bohr2": "maximize",  # largest electronic spatial extent
+    "ZPVE_au": "maximize",
+    "InternalEnergy_0K_au": "minimize",  # the most stable (lowest energy) molecules
+    "InternalEnergy_298K_au": "minimize",
+    "Enthalphy_298K_au": "minimize",
+    "GibbsFreeEnergy_298K_au": "minimize",
+    "Heatcapacity_Cv_cal_mol_K": "maximize",  # heat storage
+}
+"""The 12 standard numeric QM9 targets with the direction a screening campaign usually wants;
+`activescope bench --targets all-qm9` runs them all."""
+
 
 @dataclass
 class QM9Table:

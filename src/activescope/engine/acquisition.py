@@ -209,14 +209,16 @@ def raster() -> Acquisition:
     return Acquisition(score=_no_score, pick=lambda available, q, rng: np.sort(available)[:q])
 
 
-def _top(scores: np.ndarray, k: int) -> np.ndarray:
-    """Positions of the k largest scores, best first (NaN counts as worst)."""
+def top_k(scores: np.ndarray, k: int) -> np.ndarray:
+    """Positions of the k largest scores, best first; equal scores in position order (NaN
+    counts as worst). Deterministic, so a shard-by-shard top-k merge picks the same rows."""
     scores = np.where(np.isnan(scores), -np.inf, scores)
+    part = np.arange(len(scores))
     if k < len(scores):
-        part = np.argpartition(-scores, k - 1)[:k]
-    else:
-        part = np.arange(len(scores))
-    return part[np.argsort(-scores[part], kind="stable")]
+        kth = np.partition(scores, len(scores) - k)[len(scores) - k]
+        above = np.flatnonzero(scores > kth)
+        part = np.concatenate([above, np.flatnonzero(scores == kth)[: k - above.size]])
+    return part[np.lexsort((part, -scores[part]))]
 
 
 def _masked_argmax(scores: np.ndarray, blocked: np.ndarray) -> int:
@@ -312,24 +314,32 @@ def select_batch(
     y_train: measured targets (maximisation), whose max is the EI incumbent. prediction:
     optional (mean, variance) of the model for every row of X, to reuse a pool prediction the
     caller already made. Never returns an unavailable row or a duplicate; with fewer than q
-    available rows, returns all of them.
+    available rows, returns all of them. X may be on disk (`engine.shards.ShardedArray`): it then
+    predicts and shortlists shard by shard (a streaming top-k) and only the shortlist is loaded.
     """
     available = np.asarray(available, dtype=bool)
     if available.shape != (len(X),):
         raise DataError(f"availability mask has shape {available.shape}, expected ({len(X)},)")
-    candidates = np.flatnonzero(available)
-    if candidates.size == 0:
+    n_available = int(available.sum())
+    if n_available == 0:
         empty = np.empty(0)
         return Selection(np.empty(0, dtype=np.int64), empty, empty, empty)
-    if prediction is None:  # predicting all of X avoids copying the available rows of a wide pool
-        prediction = model.predict(X)
-    mean, variance = np.asarray(prediction[0])[candidates], np.asarray(prediction[1])[candidates]
     y_train = np.asarray(y_train, dtype=np.float64)
-    best = float(y_train.max()) if y_train.size else float(mean.max())
     acquisition = build_acquisition(spec)
-    q = min(spec.q, candidates.size)
-    subset = _top(acquisition.shortlist_score(mean, variance, best, rng), max(spec.prefilter, q))
-    rows = candidates[subset]
+    q = min(spec.q, n_available)
+    if hasattr(X, "shortlist"):  # features on disk (engine.shards): predicted and ranked shard by shard
+        if not y_train.size:
+            raise DataError("selecting from a sharded pool needs measured values (the incumbent)")
+        best = float(y_train.max())
+        rows, mean, variance = X.shortlist(model, available, acquisition, best, max(spec.prefilter, q), rng)
+    else:
+        candidates = np.flatnonzero(available)
+        if prediction is None:  # predicting all of X avoids copying the available rows of a wide pool
+            prediction = model.predict(X)
+        mean, variance = np.asarray(prediction[0])[candidates], np.asarray(prediction[1])[candidates]
+        best = float(y_train.max()) if y_train.size else float(mean.max())
+        subset = top_k(acquisition.shortlist_score(mean, variance, best, rng), max(spec.prefilter, q))
+        rows, mean, variance = candidates[subset], mean[subset], variance[subset]
     if hasattr(model, "predict_joint") and q > 1:
         joint_mean, joint_cov = model.predict_joint(X[rows])
         if acquisition.sampling:
@@ -337,10 +347,10 @@ def select_batch(
         else:
             positions, scores = _believer_batch(acquisition, joint_mean, joint_cov, best, q, rng)
     else:
-        subset_scores = acquisition.score(mean[subset], variance[subset], best, rng)
+        subset_scores = acquisition.score(mean, variance, best, rng)
         if acquisition.sampling:
-            positions = _top(subset_scores, q)
+            positions = top_k(subset_scores, q)
             scores = subset_scores[positions]
         else:
             positions, scores = _penalised_batch(subset_scores, np.asarray(X[rows], dtype=np.float64), q)
-    return Selection(indices=rows[positions], acquisition=scores, mean=mean[subset][positions], variance=variance[subset][positions])
+    return Selection(indices=rows[positions], acquisition=scores, mean=mean[positions], variance=variance[positions])

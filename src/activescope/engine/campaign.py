@@ -240,9 +240,9 @@ class Campaign:
             available &= self.oracle.reachable()
         return available
 
-    def summary(self, top: int = 5) -> CampaignSummary:
-        """Rounds, measurement counts, the best candidates and (with known labels) top-100 and
-        top-1 % recall."""
+    def summary(self, top: int = 5, recall: bool = True) -> CampaignSummary:
+        """Rounds, measurement counts, the best candidates and (with known labels and `recall`)
+        top-100 and top-1 % recall, which read the whole label column."""
         from .metrics import top_fraction_recall, top_k_recall
 
         measured = self.store.measurements()
@@ -252,12 +252,12 @@ class Campaign:
         if len(self.pool.info.columns):
             info = self.pool.info.iloc[self.pool.index_of(best["id"])].reset_index(drop=True)
             best = pd.concat([best, info], axis=1)
-        recall = recall_100 = None
+        recall_1pct = recall_100 = None
         column = self.spec.target.column
-        if column in self.pool.labels.columns:
+        if recall and column in self.pool.labels.columns:
             truth = self.pool.labels[column].to_numpy()
             found = ok["value"].to_numpy()
-            recall = top_fraction_recall(found, truth, 0.01, self.spec.target.goal)
+            recall_1pct = top_fraction_recall(found, truth, 0.01, self.spec.target.goal)
             recall_100 = top_k_recall(found, truth, min(100, len(truth)), self.spec.target.goal)
         rounds = self.store.rounds()
         return CampaignSummary(
@@ -270,7 +270,7 @@ class Campaign:
             n_failed=int((measured["status"] == "failed").sum()),
             budget=self.spec.stop.budget,
             best=best,
-            top1pct_recall=recall,
+            top1pct_recall=recall_1pct,
             top100_recall=recall_100,
             elapsed_s=float(rounds["total_s"].sum()),
             stop_reason=self.stop_reason() if self.store.open_round() is None else None,
@@ -307,7 +307,8 @@ class Campaign:
         y_model = self._sign * train_y
         self.model = self._surrogate.fit(self.pool.X[self.pool.index_of(train_ids)], y_model)
         t1 = time.perf_counter()
-        prediction = self.model.predict(self.pool.X)
+        # a sharded pool (engine.shards) is predicted shard by shard inside select_batch
+        prediction = None if hasattr(self.pool.X, "shortlist") else self.model.predict(self.pool.X)
         t2 = time.perf_counter()
         acq = acq_spec.model_copy(update={"q": size})
         chosen = select_batch(self.model, self.pool.X, available, y_model, acq, rng, prediction=prediction)
@@ -369,7 +370,7 @@ class Campaign:
         with Progress(*columns, disable=not progress, transient=False) as bar:
             task = bar.add_task(self.spec.name, total=self.spec.stop.budget)
             while True:
-                summary = self.summary(top=1)
+                summary = self.summary(top=1, recall=False)
                 best = "–" if summary.best_value is None else f"{summary.best_value:.4g}"
                 bar.update(
                     task,
@@ -434,7 +435,7 @@ class Campaign:
         if opened is None:
             raise RunStateError("no batch is awaiting results; ask for one first (`activescope suggest`)")
         round_, pending = opened
-        check_told(pd.Series(id_list), numbers, set(pending), set(self.pool.ids.tolist()))
+        check_told(pd.Series(id_list), numbers, set(pending), self.pool.known(id_list))
         self.store.record(round_, [Measurement(id=k, value=float(v)) for k, v in zip(id_list, numbers)], [1] * len(id_list))
         return len(pending) - len(id_list)
 

@@ -60,6 +60,12 @@ class Pool:
                 raise KeyError(str(k)) from None
         return out
 
+    def known(self, ids) -> set[str]:
+        """Those of `ids` that are candidates of this pool."""
+        if self._index is None:
+            self.index_of([])
+        return {str(k) for k in ids if str(k) in self._index}
+
     def subset(self, rows: np.ndarray) -> "Pool":
         """A new pool holding only the given row positions (order kept)."""
         rows = np.asarray(rows)

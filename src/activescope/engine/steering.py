@@ -73,7 +73,7 @@ def steer_run(
                 raise SpecError(f"acquisition.{format_validation_error(err)}") from None
         if next_ids:
             pool = build_pool_for(spec, build_instrument(spec)) if pool is None else pool
-            known = set(pool.ids.tolist())
+            known = pool.known(next_ids)
             unknown = [k for k in next_ids if k not in known]
             if unknown:
                 raise DataError(f"unknown id(s) {', '.join(unknown[:10])}")
