@@ -20,6 +20,12 @@ Rewards (average reward per candidate is the running mean of its rewards):
 - ``log_likelihood``: mean predictive log density (noise included) of the points measured since
   the previous fit, under the candidate fitted before they were measured; in warm-up every
   candidate is scored, afterwards the one that chose them.
+- ``cv_spearman``: k-fold cross-validation on the measured points only (`cv_folds` folds, each
+  held out once from fresh copies of the candidate): the Spearman rank correlation between the
+  out-of-fold predicted means and the measured values. Every candidate is cross-validated in each
+  warm-up fit and then every `cv_every` fits; a candidate's score (``average``) is its latest
+  correlation, not a running mean, since later folds hold more data. Between cross-validations
+  only the chosen candidate is fitted.
 
 Each round's choice, rewards, averages and the candidates' posterior summaries are exposed by
 `round_record()`, which the campaign stores with the round; the bandit's state and the
@@ -49,10 +55,14 @@ class SelectOptions(BaseModel):
     policy: Literal["epsilon_greedy", "softmax"] = Field("epsilon_greedy", description="how a candidate is chosen after warm-up")
     epsilon: float = Field(0.4, ge=0, le=1, description="epsilon_greedy: probability of a uniformly random choice")
     temperature: float = Field(1.0, gt=0, description="softmax: temperature on the average rewards")
-    reward: Literal["uncertainty", "log_likelihood"] = Field(
-        "uncertainty", description="uncertainty: drop in median posterior std (published); log_likelihood: of new points"
+    reward: Literal["uncertainty", "log_likelihood", "cv_spearman"] = Field(
+        "uncertainty",
+        description="uncertainty: drop in median posterior std (published); log_likelihood: of new points; "
+        "cv_spearman: k-fold rank correlation on the measured points",
     )
-    warmup: int = Field(10, ge=1, description="fits in which every candidate is fitted and the best rewarded")
+    warmup: int = Field(10, ge=1, description="fits in which every candidate is fitted (or cross-validated) and scored")
+    cv_folds: int = Field(3, ge=2, description="cv_spearman: folds of the cross-validation")
+    cv_every: int = Field(5, ge=1, description="cv_spearman: after warm-up, cross-validate every this many fits")
     seed: int = Field(0, description="seeds the policy's random choices")
 
     @model_validator(mode="after")
@@ -65,6 +75,16 @@ class SelectOptions(BaseModel):
             options = {k: v for k, v in section.items() if k != "kind"}
             MODELS.validate(section["kind"], options, f"candidates.{name}")
         return self
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman rank correlation of two (n,) arrays (average ranks for ties); 0 when either is
+    constant."""
+    from scipy.stats import rankdata
+
+    ra, rb = rankdata(a) - (len(a) + 1) / 2, rankdata(b) - (len(b) + 1) / 2
+    denominator = np.sqrt((ra @ ra) * (rb @ rb))
+    return float(ra @ rb / denominator) if denominator > 0 else 0.0
 
 
 def _normal_log_density(y: np.ndarray, mean: np.ndarray, variance: np.ndarray) -> float:
@@ -85,22 +105,23 @@ class SelectSurrogate:
         temperature: float = 1.0,
         reward: str = "uncertainty",
         warmup: int = 10,
+        cv_folds: int = 3,
+        cv_every: int = 5,
         seed: int = 0,
     ) -> None:
         try:
             options = SelectOptions(candidates=candidates, policy=policy, epsilon=epsilon, temperature=temperature,
-                                    reward=reward, warmup=warmup, seed=seed)  # fmt: skip
+                                    reward=reward, warmup=warmup, cv_folds=cv_folds, cv_every=cv_every, seed=seed)  # fmt: skip
         except ValidationError as err:
             raise SpecError(f"model.{format_validation_error(err)}") from None
         vars(self).update(options.model_dump(exclude={"candidates"}))
-        self.names = list(options.candidates)
-        self.models = {}
-        for name, section in options.candidates.items():
-            section = dict(section)
-            kind = section.pop("kind")
-            if "seed" in MODELS.get(kind).options.model_fields:
-                section.setdefault("seed", seed)
-            self.models[name] = MODELS.build(kind, section, section=f"model.candidates.{name}")
+        self._set_candidates(options.candidates)
+
+    def _set_candidates(self, candidates: dict[str, dict[str, Any]]) -> None:
+        """Build the named candidate models and reset the bandit (a subclass may call it late)."""
+        self.sections = {name: dict(section) for name, section in candidates.items()}
+        self.names = list(candidates)
+        self.models = {name: self._build(name) for name in self.names}
         k = len(self.names)
         self.counts = np.zeros(k)
         self.average = np.zeros(k)
@@ -112,16 +133,32 @@ class SelectSurrogate:
         self._pending: list[int] = []  # candidates fitted and awaiting their uncertainty score
         self._record: dict[str, Any] = {}
 
+    def _build(self, name: str) -> Any:
+        """A fresh, unfitted candidate `name` (seeded with the selector's seed unless it has its
+        own), told the pool's feature blocks and names when they are known."""
+        section = dict(self.sections[name])
+        kind = section.pop("kind")
+        if "seed" in MODELS.get(kind).options.model_fields:
+            section.setdefault("seed", self.seed)
+        model = MODELS.build(kind, section, section=f"model.candidates.{name}")
+        if getattr(self, "_feature_kinds", None) is not None and hasattr(model, "use_feature_blocks"):
+            model.use_feature_blocks(self._feature_kinds)
+        if getattr(self, "_feature_names", None) is not None and hasattr(model, "use_feature_names"):
+            model.use_feature_names(self._feature_names)
+        return model
+
     # -- pool information, forwarded ---------------------------------------------------------------
 
     def use_feature_blocks(self, feature_kinds: dict[str, slice]) -> None:
-        """Forward the pool's feature blocks to candidates that take them."""
+        """Forward the pool's feature blocks to candidates that take them (and to later copies)."""
+        self._feature_kinds = dict(feature_kinds)
         for model in self.models.values():
             if hasattr(model, "use_feature_blocks"):
                 model.use_feature_blocks(feature_kinds)
 
     def use_feature_names(self, names: list[str]) -> None:
-        """Forward the pool's feature names to candidates that take them."""
+        """Forward the pool's feature names to candidates that take them (and to later copies)."""
+        self._feature_names = list(names)
         for model in self.models.values():
             if hasattr(model, "use_feature_names"):
                 model.use_feature_names(names)
@@ -132,6 +169,21 @@ class SelectSurrogate:
     def in_warmup(self) -> bool:
         """Whether the current fit is a warm-up fit (every candidate fitted)."""
         return self.n_fits <= self.warmup
+
+    @property
+    def cross_validating(self) -> bool:
+        """Whether the current fit cross-validates every candidate (cv_spearman reward)."""
+        return self.reward == "cv_spearman" and (self.in_warmup or (self.n_fits - self.warmup) % self.cv_every == 0)
+
+    def _cross_validate(self, index: int, X: np.ndarray, y: np.ndarray) -> float:
+        """Spearman correlation of out-of-fold means with y for candidate `index`, from fresh
+        copies fitted on the other folds (measured rows only; folds drawn from seed and fit)."""
+        folds = np.random.default_rng([self.seed, self.n_fits]).permutation(len(y)) % self.cv_folds
+        held_out = np.empty(len(y))
+        for fold in range(self.cv_folds):
+            test = folds == fold
+            held_out[test] = self._build(self.names[index]).fit(X[~test], y[~test]).predict(X[test])[0]
+        return spearman(held_out, y)
 
     def _reward(self, index: int, value: float) -> None:
         self.average[index] = (self.average[index] * self.counts[index] + value) / (self.counts[index] + 1)
@@ -169,7 +221,13 @@ class SelectSurrogate:
         self._record = {"fit": self.n_fits, "phase": "warmup" if self.in_warmup else "select", "rewards": {}}
         y = np.asarray(y, dtype=np.float64)
         scored_before = self.reward == "log_likelihood" and 0 < self._n_train < len(y)
-        fitting = range(len(self.names)) if self.in_warmup else None
+        fitting = range(len(self.names)) if self.in_warmup and self.reward != "cv_spearman" else None
+        if self.cross_validating and len(y) >= 2 * self.cv_folds:
+            scores = {i: self._cross_validate(i, X, y) for i in range(len(self.names))}
+            self.average[:] = [scores[i] for i in range(len(self.names))]
+            self.counts += 1
+            self._record["phase"] = "cross-validation"
+            self._record["rewards"] = self._record["cv_spearman"] = {self.names[i]: s for i, s in scores.items()}
         if scored_before:
             previous = list(range(len(self.names))) if self.n_fits - 1 <= self.warmup else [self.chosen]
             scores = {i: self._log_likelihood(i, X, y) for i in previous}
@@ -257,7 +315,7 @@ class SelectSurrogate:
                     continue
         bandit = {"counts": self.counts.tolist(), "average": self.average.tolist(), "history": self.history,
                   "n_fits": self.n_fits, "chosen": self.chosen, "n_train": self._n_train}  # fmt: skip
-        return json.dumps({"bandit": bandit, "models": states}).encode()
+        return json.dumps({"bandit": bandit, "models": states, "candidates": self.sections}).encode()
 
     def set_state(self, state: bytes) -> None:
         """Restore `get_state()`'s output (used when a run resumes)."""
