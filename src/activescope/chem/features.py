@@ -1,12 +1,13 @@
 """Molecular featurizers, configurable from the spec and cached on disk.
 
-Three kinds, each one column block of the pool's feature matrix:
+Four kinds, each one column block of the pool's feature matrix:
 
 - ``physics``: geometry-aware descriptors from the 3D structure (see `chem.physics`): MMFF94
   and QEq charge dipoles, charge separation, shape, element counts, Coulomb eigenvalues.
 - ``rdkit2d``: the RDKit 2D descriptors listed in `RDKIT2D_DESCRIPTORS` (size, polarity, H-bond
   donors/acceptors, rings, Gasteiger charge extremes, BCUT2D, PEOE_VSA surface bins, topology).
 - ``morgan``: Morgan count fingerprints (RDKit generator API; counts clipped to 255, uint8).
+- ``selfies``: one-hot SELFIES tokens, fixed alphabet and length (see `chem.selfies`; uint8).
 
 Each block is computed once per data set and settings (in chunks, over worker processes for
 the RDKit parts, with a progress bar) and kept in the cache. When assembled, ``physics`` and
@@ -31,7 +32,8 @@ from rdkit.Chem import Descriptors, rdFingerprintGenerator
 from rich.progress import Progress
 
 from ..engine.cache import cached_arrays
-from . import physics
+from . import physics, selfies
+from .selfies import SelfiesFeatures
 
 FEATURES_VERSION = 2
 CHUNK_SIZE = 2000
@@ -74,7 +76,7 @@ class MorganFeatures(_Config):
     n_bits: int = Field(2048, ge=64, le=16384, description="folded fingerprint length")
 
 
-FeatureConfig = Annotated[Union[PhysicsFeatures, Rdkit2dFeatures, MorganFeatures], Field(discriminator="kind")]
+FeatureConfig = Annotated[Union[PhysicsFeatures, Rdkit2dFeatures, MorganFeatures, SelfiesFeatures], Field(discriminator="kind")]
 STANDARDISED_KINDS = ("physics", "rdkit2d")
 
 
@@ -192,6 +194,9 @@ def _build_block(molecules: Molecules, config) -> dict[str, np.ndarray]:
     if config.kind == "morgan":
         values, valid = _run_chunks(morgan_counts, [(s, config.radius, config.n_bits) for s in _split(smiles)], "morgan")
         names = [f"bit_{i}" for i in range(config.n_bits)]
+    elif config.kind == "selfies":
+        encoded, encodable = _run_chunks(selfies.encode_chunk, [(s,) for s in _split(smiles)], "selfies")
+        return selfies.one_hot_block(encoded, encodable, smiles, config)
     elif config.kind == "rdkit2d":
         values, valid = _run_chunks(rdkit2d_descriptors, [(s,) for s in _split(smiles)], "rdkit2d")
         names = list(RDKIT2D_DESCRIPTORS)
