@@ -4,7 +4,9 @@ Subpackages, lowest layer first (each imports only those before it): ``sim`` mak
 frames, ``nets`` holds the segmentation networks and their checkpoints, ``find`` runs them and
 turns class-probability maps into atom tables (``find.locate``), scores them against ground truth
 (``find.metrics``) and draws them (``find.overlay``, loads matplotlib), ``training`` trains one
-network and ``ensemble`` runs, trains and self-trains (ELIT) ensembles. ``io`` reads real images
+network and ``ensemble`` runs, trains and self-trains (ELIT) ensembles; ``ivae`` learns
+rotation-invariant descriptors of atom-centred patches and ``imspec`` maps patches to local
+spectra and back (both save through ``nets.kinded``). ``io`` reads real images
 and checks output destinations. The names below come from ``sim``, ``find.locate``,
 ``find.metrics`` and ``io`` and load on first use (PEP 562), so importing a subpackage (the CLI's
 help) pays for neither torch nor pandas.

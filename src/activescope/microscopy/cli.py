@@ -24,6 +24,7 @@ import typer
 
 from activescope.engine.errors import DataError
 from activescope.microscopy.io import check_destination, read_image
+from activescope.microscopy.ivae.cli import embed, embed_train
 
 if TYPE_CHECKING:
     import numpy as np
@@ -33,8 +34,10 @@ if TYPE_CHECKING:
     from activescope.microscopy.sim.simulate import SimConfig
     from activescope.microscopy.training.trainer import TrainConfig
 
-atoms_app = typer.Typer(help="Atom finding: simulate, train, find, ensembles, iterative training.",
-                        no_args_is_help=True)
+atoms_app = typer.Typer(help="Atom finding: simulate, train, find, ensembles, iterative training; "
+                        "invariant-VAE embeddings of atom patches.", no_args_is_help=True)
+atoms_app.command("embed-train")(embed_train)
+atoms_app.command("embed")(embed)
 
 _LATTICE = typer.Option("graphene", help="graphene, mos2, ws2, srtio3 ([001]) or srtio3_110")
 _EXPECT = typer.Option(None, help="check that the model was trained for this lattice's classes")

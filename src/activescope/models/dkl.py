@@ -4,7 +4,11 @@ A feature extractor maps the features to a low-dimensional latent space (tanh-bo
 (-1, 1), so a 2-D latent can be drawn as a map), and a GP with a scaled ARD RBF/Matern kernel
 works on that latent. The extractor is an MLP, or (`extractor: conv`) a small convolutional
 network for image-patch features (`probe_grid`), which reads the flattened patch as a square
-image. With `raw_kernel` the GP kernel is the latent kernel plus a scaled ARD kernel on the
+image. `extractor: pretrained` starts from a network trained elsewhere, named by `checkpoint`
+(e.g. an im2spec patch encoder from `activescope.microscopy.imspec`), found through the
+entry-point group ``activescope.extractors`` under the kind its card names, followed by a
+small trainable MLP to the latent; `freeze` keeps the pretrained weights fixed, and the
+features reach it unscaled (it was trained on them as they are). With `raw_kernel` the GP kernel is the latent kernel plus a scaled ARD kernel on the
 (standardised) input features themselves, so that where the network has learned nothing useful
 the model is still a plain GP. Network weights (with optional weight decay) and GP
 hyperparameters are trained jointly on the exact marginal likelihood with Adam. Everything else
@@ -13,6 +17,7 @@ hyperparameters are trained jointly on the exact marginal likelihood with Adam. 
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from typing import Literal
@@ -22,12 +27,17 @@ import torch
 from gpytorch.kernels import MaternKernel, RBFKernel, ScaleKernel
 from linear_operator.utils.errors import NanError, NotPSDError
 from pydantic import Field
+from safetensors import SafetensorError, safe_open
 
 from ..engine.errors import SpecError
-from ..engine.registry import register_model
-from ._torch import PREDICT_BATCH_ROWS, row_batches
+from ..engine.registry import Registry, register_model
+from ._torch import PREDICT_BATCH_ROWS, Scaler, row_batches
 from .base import LayerWidths, ModelOptions, Positive, check_options
 from .gp import ExactGPModel, GPSurrogate, make_kernel, make_likelihood
+
+EXTRACTORS: Registry = Registry("pretrained extractor kind", "activescope.extractors")
+"""Loaders `load(path, n_inputs) -> torch.nn.Module` of pretrained feature extractors, by the
+kind a checkpoint's card names (the module has an `out_features` attribute)."""
 
 CONV_CHANNELS = 8
 """Channels of each of the conv extractor's two 3 x 3 convolutions."""
@@ -76,8 +86,11 @@ class DKLOptions(ModelOptions):
     hidden: LayerWidths = (64, 32)
     latent_dim: int = Field(2, ge=1, description="dimension of the learned latent space the GP works on")
     kernel: Literal["rbf", "matern"] = Field("rbf", description="GP kernel on the latent space")
-    extractor: Literal["mlp", "conv"] = Field(
-        "mlp", description="feature extractor: mlp, or conv for square image-patch features (probe_grid)")
+    extractor: Literal["mlp", "conv", "pretrained"] = Field(
+        "mlp", description="feature extractor: mlp, conv for square image-patch features (probe_grid), or pretrained (see checkpoint)")
+    checkpoint: str | None = Field(
+        None, description="for extractor pretrained: a .safetensors checkpoint of a pretrained extractor, e.g. an im2spec model")
+    freeze: bool = Field(True, description="for extractor pretrained: keep the pretrained weights fixed (false: fine-tune them)")
     patch: int | None = Field(
         None, ge=5, description="side of a square patch, pixels, for extractor conv (default: the square root of the column count)")
     raw_kernel: Literal["none", "matern", "rbf"] = Field(
@@ -97,7 +110,8 @@ class DKLSurrogate(GPSurrogate):
     """GP on a learned latent space.
 
     Options: hidden (MLP widths, default [64, 32]), latent_dim (default 2), kernel ("rbf" or
-    "matern" on the latent), extractor ("mlp", or "conv" for square patches of `patch` pixels),
+    "matern" on the latent), extractor ("mlp", "conv" for square patches of `patch` pixels, or
+    "pretrained": the network in `checkpoint`, frozen unless `freeze` is false),
     raw_kernel ("none", or "matern"/"rbf": a kernel on the inputs added to the latent one),
     weight_decay (extractor weights), columns (feature block, default all), fit_iters (Adam
     steps on a fresh fit), warm_iters (steps when warm-starting from the previous round's
@@ -112,6 +126,8 @@ class DKLSurrogate(GPSurrogate):
         latent_dim: int = 2,
         kernel: str = "rbf",
         extractor: str = "mlp",
+        checkpoint: str | None = None,
+        freeze: bool = True,
         patch: int | None = None,
         raw_kernel: str = "none",
         weight_decay: float = 0.0,
@@ -152,6 +168,8 @@ class DKLSurrogate(GPSurrogate):
                     raise SpecError(f"model.extractor: conv needs square patches; {n_inputs} columns are not "
                                     f"{side} x {side} (set model.patch or model.columns)")
                 extractor = make_conv_extractor(side, self.hidden, self.latent_dim)
+            elif self.extractor == "pretrained":
+                extractor = self._pretrained(n_inputs)
             else:
                 extractor = make_extractor(n_inputs, self.hidden, self.latent_dim)
         base = RBFKernel if self.kernel == "rbf" else MaternKernel
@@ -163,6 +181,25 @@ class DKLSurrogate(GPSurrogate):
                 self.raw_kernel, n_inputs, active_dims=tuple(range(n_inputs)))
             extractor = WithInputs(extractor)
         return ExactGPModel(train_x, train_y, make_likelihood(), kernel, feature_extractor=extractor)
+
+    def _feature_scaler(self, X: np.ndarray) -> Scaler:
+        return Scaler.identity(X.shape[1]) if self.extractor == "pretrained" else super()._feature_scaler(X)
+
+    def _pretrained(self, n_inputs: int) -> torch.nn.Sequential:
+        """The checkpoint's network (frozen unless `freeze` is false) and an MLP to the latent."""
+        if not self.checkpoint:
+            raise SpecError("model.checkpoint: extractor pretrained needs the path of a pretrained extractor checkpoint")
+        try:
+            with safe_open(self.checkpoint, "pt") as handle:
+                kind = json.loads((handle.metadata() or {})["activescope"]).get("kind")
+        except (OSError, SafetensorError, KeyError, ValueError, AttributeError):
+            raise SpecError(f"model.checkpoint: {self.checkpoint} is not an activescope checkpoint") from None
+        if kind not in EXTRACTORS:
+            raise SpecError(f"model.checkpoint: {self.checkpoint} holds a {kind or 'atom-finder'} model, which is "
+                            f"no feature extractor; {EXTRACTORS.unknown(kind)}")
+        network = EXTRACTORS.get(kind).factory(self.checkpoint, n_inputs)
+        network.requires_grad_(not self.freeze)
+        return torch.nn.Sequential(network, make_extractor(network.out_features, self.hidden, self.latent_dim))
 
     def _optimiser(self, model: ExactGPModel) -> torch.optim.Optimizer:
         """Adam with the extractor's weights (lr, weight_decay) and the GP hyperparameters

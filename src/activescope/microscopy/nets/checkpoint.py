@@ -20,6 +20,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from activescope.engine.errors import ActivescopeError, DataError
+from activescope.microscopy.nets.kinded import KIND_NAMES
 from activescope.microscopy.nets.unet import UNet, build_network
 
 _METADATA_KEY = "activescope"
@@ -92,7 +93,11 @@ def read_card(path: str | Path) -> ModelCard:
             if not 0 < header_size < 100_000_000:
                 raise ValueError("bad header size")
             header = json.loads(handle.read(header_size))
-        card = ModelCard(**json.loads(header["__metadata__"][_METADATA_KEY]))
+        meta = json.loads(header["__metadata__"][_METADATA_KEY])
+        if isinstance(meta, dict) and meta.get("kind"):
+            found = KIND_NAMES.get(meta["kind"], repr(meta["kind"]))
+            raise DataError(f"{path} is an {found} checkpoint, not an atom finder (atoms train)")
+        card = ModelCard(**meta)
     except (ValueError, KeyError, TypeError, UnicodeDecodeError):
         raise DataError(f"{path} is not an activescope checkpoint (safetensors with a "
                         f"model card)") from None
