@@ -122,7 +122,7 @@ def run_fit_timing(args: argparse.Namespace) -> None:
     for inference in args.inference:
         model = HypothesisSurrogate(**options, inference=inference, fit_iters=100, warm_iters=20, nuts_kernel=args.nuts_kernel)
         times = []
-        for repeat in range(args.repeats if inference == "map" else 1):
+        for repeat in range(args.repeats if inference == "map" or args.nuts_kernel == "map" else 1):
             t0 = time.perf_counter()
             model.fit(X, y)
             times.append(time.perf_counter() - t0)

@@ -345,7 +345,7 @@ class HypothesisSurrogate(GPSurrogate):
     def _prefit_law(self, fresh: bool) -> None:
         """Fit the law alone first (GP-free least squares plus log priors): score the prior
         centre (or, warm, the previous values) and `starts - 1` prior draws, then polish the best
-        with Adam. Without it the joint fit often stops where the residual GP absorbs a badly
+        with Adam (`fit_iters` steps, or `warm_iters` on a warm start). Without it the joint fit often stops where the residual GP absorbs a badly
         placed law (e.g. a transition at the wrong point)."""
         model = self._model
         mean, train_x, train_y = model.mean_module, model.train_inputs[0], model.train_targets
@@ -367,7 +367,7 @@ class HypothesisSurrogate(GPSurrogate):
                 scores.append(float(value) if torch.isfinite(value) else math.inf)
         mean.set_values(candidates[int(np.argmin(scores))])
         optimiser = torch.optim.Adam(mean.parameters(), lr=self.lr)
-        for _ in range(self.fit_iters):
+        for _ in range(self.fit_iters if fresh else self.warm_iters):
             optimiser.zero_grad()
             loss().backward()
             optimiser.step()
