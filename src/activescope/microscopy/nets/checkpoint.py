@@ -20,10 +20,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from activescope.engine.errors import ActivescopeError, DataError
-from activescope.microscopy.nets.kinded import KIND_NAMES
+from activescope.microscopy.nets.kinded import KIND_NAMES, METADATA_KEY, read_kind_card
 from activescope.microscopy.nets.unet import UNet, build_network
-
-_METADATA_KEY = "activescope"
 
 
 @dataclass
@@ -78,30 +76,20 @@ def save_checkpoint(path: str | Path, models: UNet | Sequence[UNet], card: Model
     }
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_file(tensors, str(path), metadata={_METADATA_KEY: json.dumps(asdict(card))})
+    save_file(tensors, str(path), metadata={METADATA_KEY: json.dumps(asdict(card))})
     return path
 
 
 def read_card(path: str | Path) -> ModelCard:
     """Read and validate only the metadata of a checkpoint."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"checkpoint {path} does not exist")
+    meta = read_kind_card(path)
+    kind = meta.pop("kind")
+    if kind:
+        raise DataError(f"{path} is an {KIND_NAMES.get(kind, repr(kind))} checkpoint, not an atom finder (atoms train)")
     try:
-        with open(path, "rb") as handle:
-            header_size = int.from_bytes(handle.read(8), "little")
-            if not 0 < header_size < 100_000_000:
-                raise ValueError("bad header size")
-            header = json.loads(handle.read(header_size))
-        meta = json.loads(header["__metadata__"][_METADATA_KEY])
-        if isinstance(meta, dict) and meta.get("kind"):
-            found = KIND_NAMES.get(meta["kind"], repr(meta["kind"]))
-            raise DataError(f"{path} is an {found} checkpoint, not an atom finder (atoms train)")
-        card = ModelCard(**meta)
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
-        raise DataError(f"{path} is not an activescope checkpoint (safetensors with a "
-                        f"model card)") from None
-    return card
+        return ModelCard(**meta)
+    except (ValueError, KeyError, TypeError):
+        raise DataError(f"{path} is not an activescope checkpoint (safetensors with a model card)") from None
 
 
 def load_checkpoint(path: str | Path, classes: Sequence[str] | None = None,

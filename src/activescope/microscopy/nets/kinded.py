@@ -19,7 +19,7 @@ from safetensors.torch import load_file, save_file
 from activescope.engine.errors import DataError
 
 METADATA_KEY = "activescope"
-"""Key of the safetensors header metadata that holds the JSON card (shared with nets.checkpoint)."""
+"""Key of the safetensors header metadata that holds the JSON card (atom finders' too)."""
 
 KIND_NAMES = {"ivae": "invariant VAE (atoms embed-train)", "imspec": "im2spec/spec2im model",
               None: "atom finder (atoms train)"}
