@@ -15,12 +15,13 @@ ALLOWED = {
     "engine": set(),
     "models": {"engine"},
     "hypotheses": {"engine", "models"},
-    "chem": {"engine"},
+    "chem": {"engine", "models", "report"},
     "microscopy": {"engine"},
     "instruments": {"engine", "microscopy"},
     "report": {"engine", "models"},
     "bench": {"engine", "report"},
-    "cli": {"engine", "report", "bench", "microscopy", "instruments", "models", "chem"},
+    "scale": {"engine", "bench"},
+    "cli": {"engine", "report", "bench", "microscopy", "instruments", "models", "chem", "scale"},
 }
 """Which top-level parts of activescope each part may import (besides itself)."""
 

@@ -28,6 +28,7 @@ DEFAULT_PRESET = "qm9-dipole"
 _MICROSCOPY_CLI = ("activescope.microscopy.cli", ("microscopy", "cli.py"))
 _INSTRUMENTS_CLI = ("activescope.instruments.cli", ("instruments", "cli.py"))
 _CAUSAL_CLI = ("activescope.chem.causal.cli", ("chem", "causal", "cli.py"))
+_LATENT_CLI = ("activescope.chem.latent.cli", ("chem", "latent", "cli.py"))
 
 
 def _installed(location: tuple[str, tuple[str, ...]]) -> bool:
@@ -76,6 +77,7 @@ class _Root(_LazyGroup):
         "atoms": (_MICROSCOPY_CLI, "atoms_app", "Microscopy: simulate frames, train and run atom finders."),
         "twin": (_INSTRUMENTS_CLI, "twin_app", "Instruments: serve the digital twin (or any instrument) over HTTP."),
         "causal": (_CAUSAL_CLI, "causal_app", "Active causal learning on QM9: discover, select, intervene."),
+        "latent": (_LATENT_CLI, "latent_app", "Learned representations of molecules: VAE latent vs DKL latent."),
     }
 
     def invoke(self, ctx: click.Context) -> Any:
@@ -317,6 +319,32 @@ def report(run_dir: Path = typer.Argument(..., help="run directory")) -> None:
     typer.echo(report_run(run_dir))
 
 
+@app.command()
+def featurize(
+    smiles_file: Path = typer.Argument(..., help="CSV with a header and a SMILES column (millions of rows are fine)"),
+    out: Path = typer.Option(..., "--out", "-o", help="folder of the sharded pool (data: {source: shards, path: ...})"),
+    features: list[str] = typer.Option(["morgan"], "--features", "-f", help="morgan and/or rdkit2d (repeat)"),
+    shard_rows: int = typer.Option(100_000, "--shard-rows", min=1, help="molecules per shard"),
+    smiles_column: str = typer.Option("smiles", "--smiles-column"),
+    id_column: Optional[str] = typer.Option(None, "--id-column", help="unique ids (default: row numbers)"),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="worker processes (default: all cores)"),
+    ray: bool = typer.Option(False, "--ray", help="one Ray task per shard (local Ray unless --ray-address)"),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="existing Ray cluster (implies --ray)"),
+) -> None:
+    """Featurize a SMILES file into an on-disk sharded pool, in parallel; re-run after a kill to
+    finish it (finished shards are kept)."""
+    from .chem.sharded import featurize_file
+    from .engine.shards import process_mapper
+
+    mapper = process_mapper(workers)
+    if ray or ray_address:
+        from .scale.grid import ray_mapper
+
+        mapper = ray_mapper(ray_address)
+    pool = featurize_file(smiles_file, out, features, shard_rows, smiles_column, id_column, mapper)
+    typer.echo(f"{len(pool):,} molecules x {pool.X.shape[1]} features in {pool.X.n_shards} shards: {out}")
+
+
 # -- benchmarks and domain sub-applications --------------------------------------------------------
 
 
@@ -331,10 +359,28 @@ def bench(
     out: Path = typer.Option(Path("bench-out"), "--out", "-o", help="output directory"),
     target: Optional[str] = typer.Option(None, "--target", help="label column to optimise (default: the spec's)"),
     goal: Optional[str] = typer.Option(None, "--goal", help="maximize or minimize (default: the spec's)"),
+    targets: Optional[str] = typer.Option(
+        None, "--targets", help="multi-target grid: COLUMN[:goal],... or all-qm9 (the 12 QM9 targets)"
+    ),
+    ray: bool = typer.Option(False, "--ray", help="run every grid run as a Ray task (local Ray unless --ray-address)"),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="existing Ray cluster (implies --ray)"),
 ) -> None:
-    """Run the campaign strategy matrix and write results.csv, results.md and bench.png."""
+    """Run the campaign strategy matrix and write results.csv, results.md and bench.png (per
+    target, plus summary.md and summary.png, with --targets)."""
     if ctx.invoked_subcommand is not None:
         return
-    from .bench import bench_main
+    from .bench import bench_main, serial_runner
 
-    typer.echo(bench_main(spec, strategy or None, seeds, out, target, goal))
+    grid = None
+    if targets == "all-qm9":
+        from .chem.qm9 import QM9_GOALS
+
+        grid = [f"{column}:{goal}" for column, goal in QM9_GOALS.items()]
+    elif targets is not None:
+        grid = [f"{item}:{goal}" if goal and ":" not in item else item for item in targets.split(",")]
+    runner = serial_runner
+    if ray or ray_address:
+        from .scale.grid import ray_runner
+
+        runner = ray_runner(ray_address)
+    typer.echo(bench_main(spec, strategy or None, seeds, out, target, goal, grid, runner))
