@@ -62,6 +62,21 @@ def test_ray_grid_matches_the_serial_grid_and_a_rerun_resumes(tmp_path, spec_dic
     assert {d: Store.open(d).n_rounds() for d in again["run_dir"]} == rounds_before  # nothing was re-run
 
 
+def test_featurization_on_ray_tasks_equals_the_process_pool(tmp_path, small_pool, local_ray):
+    # before the module-scoped actors exist: they hold both of the local Ray's CPUs
+    from activescope.chem.sharded import featurize_file
+    from activescope.engine.shards import process_mapper
+    from activescope.scale.grid import ray_mapper
+
+    smiles = tmp_path / "mols.csv"
+    pd.DataFrame({"id": small_pool.ids[:120], "smiles": small_pool.info["smiles"][:120]}).to_csv(smiles, index=False)
+    on_ray = featurize_file(smiles, tmp_path / "ray", ["morgan"], shard_rows=30, id_column="id", mapper=ray_mapper(), progress=False)
+    local = featurize_file(smiles, tmp_path / "local", ["morgan"], shard_rows=30, id_column="id", mapper=process_mapper(1), progress=False)
+    assert on_ray.ids[:].tolist() == local.ids[:].tolist() == small_pool.ids[:120].tolist()
+    np.testing.assert_array_equal(on_ray.X[:], local.X[:])
+    assert on_ray.X[:].sum() > 0  # real fingerprints, not an empty block
+
+
 @pytest.fixture(scope="module")
 def sharded(tmp_path_factory):
     return synthetic_pool(tmp_path_factory.mktemp("pool"), 8000, 1000, n_features=6)
@@ -118,16 +133,3 @@ def test_a_campaign_on_ray_actors_records_what_the_serial_campaign_records(shard
     finally:
         sharded.X.executor = SerialShards()
 
-
-def test_featurization_on_ray_tasks_equals_the_process_pool(tmp_path, small_pool, local_ray):
-    from activescope.chem.sharded import featurize_file
-    from activescope.engine.shards import process_mapper
-    from activescope.scale.grid import ray_mapper
-
-    smiles = tmp_path / "mols.csv"
-    pd.DataFrame({"id": small_pool.ids[:120], "smiles": small_pool.info["smiles"][:120]}).to_csv(smiles, index=False)
-    on_ray = featurize_file(smiles, tmp_path / "ray", ["morgan"], shard_rows=30, id_column="id", mapper=ray_mapper(), progress=False)
-    local = featurize_file(smiles, tmp_path / "local", ["morgan"], shard_rows=30, id_column="id", mapper=process_mapper(1), progress=False)
-    assert on_ray.ids[:].tolist() == local.ids[:].tolist() == small_pool.ids[:120].tolist()
-    np.testing.assert_array_equal(on_ray.X[:], local.X[:])
-    assert on_ray.X[:].sum() > 0  # real fingerprints, not an empty block
