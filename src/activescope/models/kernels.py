@@ -50,8 +50,8 @@ def _is_integer(x: torch.Tensor) -> bool:
 
 
 def count_intersection(x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
-    """sum_i min(x1_i, x2_i) for every pair of rows of non-negative integer counts x1 (n, d) and
-    x2 (m, d): (n, m), from min(a, b) = sum_t [a >= t][b >= t] over levels t = 1..max.
+    """`sum_i min(x1_i, x2_i)` for every pair of rows of non-negative integer counts x1 (n, d) and
+    x2 (m, d): (n, m), from `min(a, b) = sum_t 1(a >= t) * 1(b >= t)` over levels t = 1..max.
 
     Only the columns where x2 is non-zero matter; x1's level indicators there form a sparse
     (n, columns x levels) matrix with one entry per unit of count (SciPy CSR), x2's a small dense
