@@ -11,19 +11,17 @@ downloaded or imported from elsewhere at run time.
 
 from __future__ import annotations
 
+import dataclasses
 from importlib import resources
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from ..engine.pool import Pool
 from ..engine.registry import register_source
-from .features import Molecules, featurize
-from .sources import _CONFIGS, _digest, _FeatureOptions
+from .sources import _FeatureOptions, csv_pool
 
-DATA_VERSION = "huuskonen-rdkit-1"
-"""Names the packaged table in feature cache keys; change it when the CSV changes."""
+_TABLE = ("data", "solubility.csv")
 
 
 class SolubilityOptions(_FeatureOptions):
@@ -32,24 +30,15 @@ class SolubilityOptions(_FeatureOptions):
 
 def solubility_table() -> pd.DataFrame:
     """id, name, smiles, logS (log mol/L) and split (train/test) of all 1,282 molecules."""
-    with resources.files("activescope.chem").joinpath("data", "solubility.csv").open("rb") as handle:
+    with resources.files("activescope.chem").joinpath(*_TABLE).open("rb") as handle:
         return pd.read_csv(handle, dtype={"id": str, "name": str, "smiles": str, "split": str})
 
 
 @register_source("solubility", SolubilityOptions)
 def solubility_pool(features: list[dict[str, Any]]) -> Pool:
-    """RDKit's aqueous solubility set (1,282 molecules, label `logS`) as a pool, featurized like
-    any SMILES pool (physics descriptors embed a conformer with ETKDG)."""
-    table = solubility_table()
-    molecules = Molecules(ids=table["id"].to_numpy(), smiles=table["smiles"].to_numpy(),
-                          data_key={"data": DATA_VERSION, "rows": _digest(table["id"].to_numpy())})  # fmt: skip
-    matrix = featurize(molecules, _CONFIGS.validate_python(features))
-    rows = np.asarray(matrix.rows)
-    return Pool(
-        ids=table["id"].to_numpy()[rows],
-        X=matrix.X,
-        labels=table[["logS"]].iloc[rows].reset_index(drop=True),
-        info=table[["smiles", "name", "split"]].iloc[rows].reset_index(drop=True),
-        feature_names=matrix.names,
-        feature_kinds=matrix.kinds,
-    )
+    """RDKit's aqueous solubility set (1,282 molecules, label `logS`) as a pool: the packaged CSV
+    read by the `csv` source, with each molecule's name and train/test split as info."""
+    with resources.as_file(resources.files("activescope.chem").joinpath(*_TABLE)) as path:
+        pool = csv_pool(path, features, id_column="id")
+    extra = solubility_table().set_index("id").loc[pool.ids, ["name", "split"]].reset_index(drop=True)
+    return dataclasses.replace(pool, info=pd.concat([pool.info, extra], axis=1))
