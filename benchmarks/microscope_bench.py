@@ -4,7 +4,7 @@ STEM-EELS digital twin against random and raster scans, decision latency, server
 Usage:
     python benchmarks/microscope_bench.py [--parts beps twin latency roundtrip] [--seeds 5]
         [--first-seed 0] [--budget 300] [--out bench-out/microscope] [--threads 1]
-        [--latency-threads 1 2] [--latency-models dkl dkl+raw gp] [--latency-prefilter 2000 500]
+        [--latency-threads 1 2] [--latency-models dkl dkl+raw dkl-res gp] [--latency-prefilter 2000 500]
         [--strategies NAME...] [--conditions CONDITION...] [--quick]
 
 Parts (all by default):
@@ -12,8 +12,9 @@ Parts (all by default):
 - ``beps``: the repository's 50 x 50 BEPS grid played back (examples/beps_playback.yaml: patches
   of the mean-response overview as features, loop area maximised, 20 random initial loops,
   batches of 5). Ground truth: the loop area of all 2,500 recorded loops. Strategies: DKL + EI
-  (the example as shipped), DKL + UCB, GP + EI, GP + UCB, random, raster (pool order) and a
-  coarse raster (every third grid point, row by row).
+  (the example as shipped: the distance-preserving residual DKL), DKL + UCB, the example's
+  earlier DKL (MLP latent + raw-patch kernel) with EI and UCB, GP + EI, GP + UCB, random, raster
+  (pool order) and a coarse raster (every third grid point, row by row).
 - ``twin``: examples/twin_eels.yaml (peak position of the plasmon maximised over 2,304 probe
   positions, batches of 4, 20 diverse initial positions) with drift off, with the example's drift
   uncorrected and corrected every 20 spectra, and with a stronger drift (`STRONG_DRIFT`)
@@ -25,7 +26,8 @@ Parts (all by default):
 - ``latency``: fit + pool prediction + batch selection per step with 200 to 300 measured points
   and 10,000 candidates (a 100 x 100 probe grid on the twin), for each of `--latency-models`
   (`LATENCY_MODELS`: the default DKL, as in examples/twin_eels.yaml; the DKL of
-  examples/beps_playback.yaml, with a kernel on the raw patch added; the GP), each of
+  examples/beps_playback.yaml before the residual extractor, with a kernel on the raw patch
+  added; the distance-preserving residual DKL that example uses now; the GP), each of
   `--latency-threads` torch thread counts and each `--latency-prefilter` (the acquisition's
   shortlist for the joint batch selection; 2,000 is the engine's default).
 - ``roundtrip``: a 1,024-point twin spectrum over HTTP on loopback (a real uvicorn server):
@@ -85,9 +87,13 @@ TWIN_SPEC = ROOT / "examples" / "twin_eels.yaml"
 CHECKPOINTS = (100, 200, 250)  # recall reported after this many measurements
 SNAPSHOTS = (100, 200)  # map reconstruction scored after this many measurements
 
+# the BEPS example's DKL before the residual extractor: MLP latent + ARD Matern on the raw patch
+RAW_PATCH_DKL = {"kind": "dkl", "extractor": "mlp", "hidden": [64, 32], "raw_kernel": "matern"}
 BEPS_STRATEGIES: dict[str, dict[str, Any]] = {
-    "dkl-ei": {},  # examples/beps_playback.yaml as shipped
+    "dkl-ei": {},  # examples/beps_playback.yaml as shipped: the distance-preserving (residual) DKL
     "dkl-ucb": {"acquisition": {"kind": "ucb", "q": 5}},
+    "dkl-raw-ei": {"model": RAW_PATCH_DKL},  # the example before the residual extractor
+    "dkl-raw-ucb": {"model": RAW_PATCH_DKL, "acquisition": {"kind": "ucb", "q": 5}},
     "gp-ei": {"model": {"kind": "gp"}},
     "gp-ucb": {"model": {"kind": "gp"}, "acquisition": {"kind": "ucb", "q": 5}},
     "random": {"acquisition": {"kind": "random", "q": 5}},
@@ -105,20 +111,29 @@ NO_DRIFT = {"drift_velocity_nm_s": [0.0, 0.0], "drift_walk_nm": 0.0}
 # scan at ~50 us per pixel) so that correcting every 20 spectra does not triple the run time. Chosen
 # on seed 100, which is not reported, so that uncorrected drift visibly hurts.
 STRONG_DRIFT = {"drift_velocity_nm_s": [0.03, 0.015], "drift_walk_nm": 0.02, "overview_s": 0.5}
+# The probe reaches 0.6 nm (the simulated sample's margin, 24 pixels) beyond the 2.4 nm field of
+# view by beam shift, so the correction can follow features that drift out of the overview. The
+# example ships it; the conditions measured before it existed set it to 0.
+BEAM_SHIFT = {"beam_shift_nm": 0.6}
+NO_BEAM_SHIFT = {"beam_shift_nm": 0.0}
 TWIN_CONDITIONS: dict[str, dict[str, dict[str, Any]]] = {
     "drift off": {"instrument": NO_DRIFT, "oracle": {"drift_every": 0}},
     "drift, uncorrected": {"oracle": {"drift_every": 0}},  # the example's drift: 0.01, 0.005 nm/s + 0.005 nm walk
-    "drift, corrected": {"oracle": {"drift_every": 20, "skip_unreachable": False}},  # positions out of reach are tried
+    # positions out of reach are tried
+    "drift, corrected": {"instrument": NO_BEAM_SHIFT, "oracle": {"drift_every": 20, "skip_unreachable": False}},
     "strong drift, uncorrected": {"instrument": STRONG_DRIFT, "oracle": {"drift_every": 0}},
-    "strong drift, corrected": {"instrument": STRONG_DRIFT, "oracle": {"drift_every": 20, "skip_unreachable": False}},
-    "strong drift, corrected, reachable only": {"instrument": STRONG_DRIFT, "oracle": {"drift_every": 20}},  # the engine's default
+    "strong drift, corrected": {"instrument": STRONG_DRIFT | NO_BEAM_SHIFT, "oracle": {"drift_every": 20, "skip_unreachable": False}},
+    # the engine's default: only candidates in reach are offered
+    "strong drift, corrected, reachable only": {"instrument": STRONG_DRIFT | NO_BEAM_SHIFT, "oracle": {"drift_every": 20}},
+    "strong drift, corrected, beam shift": {"instrument": STRONG_DRIFT | BEAM_SHIFT, "oracle": {"drift_every": 20}},
 }
 STRONG_STRATEGIES = ("dkl-ucb", "gp-ucb", "random")  # raster is left out of the strong-drift conditions
 REACHABLE_ONLY = {"strong drift, corrected, reachable only"}  # conditions that select among reachable candidates
 REACHABLE_STRATEGIES = ("dkl-ucb", "gp-ucb")  # the model-based strategies run in the reachable-only condition
 LATENCY_MODELS: dict[str, dict[str, Any]] = {
     "dkl": {"kind": "dkl"},
-    "dkl+raw": {"kind": "dkl", "kernel": "matern", "raw_kernel": "matern", "kernel_lr": 0.1},  # the BEPS example's
+    "dkl+raw": {"kind": "dkl", "kernel": "matern", "raw_kernel": "matern", "kernel_lr": 0.1},  # the BEPS example's before
+    "dkl-res": {"kind": "dkl", "extractor": "residual", "hidden": [64], "kernel": "matern", "kernel_lr": 0.1},  # the BEPS example's
     "gp": {"kind": "gp"},
 }
 COARSE_STEP = 3  # the coarse raster visits every third grid point in each direction

@@ -131,3 +131,36 @@ def test_a_drifting_campaign_offers_only_candidates_in_reach_and_stops_when_none
     assert reason_all == "budget" and failed_all > 20  # tried and failed: budget wasted
     assert reason_skip == "no reachable candidate" and n_skip < n_all
     assert failed_skip * 4 < failed_all
+
+
+def test_the_beam_shift_reaches_beyond_the_overview_and_no_further(small_twin, serve, token):
+    from activescope.instruments.client import RemoteInstrument
+    from activescope.instruments.protocol import OutOfField
+
+    twin = small_twin(beam_shift_nm=0.2)
+    x_min, x_max, y_min, y_max = twin.describe().geometry.extent_nm
+    assert twin.acquire(x_min - 0.19, y_max + 0.19).values.sum() > 0  # beyond the overview, within reach
+    with pytest.raises(OutOfField, match="0.2 nm the beam reaches"):
+        twin.acquire(x_max + 0.21, y_min)
+    assert twin.state().acquisitions == 1
+    server = serve(small_twin(beam_shift_nm=0.2))
+    remote = RemoteInstrument(server.url, token)  # the reach travels with the geometry
+    assert remote.describe().geometry.reach_nm == pytest.approx(0.2)
+    assert remote.overview().geometry.reach_nm == pytest.approx(0.2)
+    remote.close()
+    with pytest.raises(ValueError, match="margin"):
+        small_twin(beam_shift_nm=1.0)  # the simulated sample ends 12 pixels (0.3 nm) beyond the field of view
+
+
+def test_with_a_beam_shift_drift_correction_follows_features_out_of_the_overview(small_twin):
+    def in_reach(beam_shift_nm: float) -> int:
+        twin = small_twin(size=96, drift_velocity_nm_s=(0.2, 0.1), drift_walk_nm=0.0, beam_shift_nm=beam_shift_nm)
+        pool = probe_grid(step=4, window=5, instrument=twin)
+        oracle = InstrumentOracle(pool, None, twin, drift_every=5)
+        list(oracle.measure_each(["x48_y48"] * 6))
+        reachable = oracle.reachable()
+        results = oracle.measure(list(pool.ids[reachable][-4:]))  # the edge the drift pushes out first
+        assert all(m.error is None for m in results)
+        return int(reachable.sum())
+
+    assert in_reach(0.0) < in_reach(0.5) <= 24 * 24

@@ -128,3 +128,41 @@ def test_a_warm_start_that_broke_down_numerically_is_refitted_from_scratch(data)
     mean, variance = model.fit(X, y).predict(X_test)
     assert np.isfinite(mean).all() and (variance > 0).all()
     assert np.isfinite(model._model.feature_extractor[0].weight.detach().numpy()).all()
+
+
+def test_the_residual_extractor_starts_as_the_plain_gp_and_keeps_the_input_dimension(data):
+    X, y, X_test, _ = data
+    gp_mean, gp_var = build_model("gp", kernel="matern").fit(X, y).predict(X_test)
+    still = build_model("dkl", extractor="residual", kernel="matern", fit_iters=60, lr=1e-9, kernel_lr=0.1).fit(X, y)
+    mean, var = still.predict(X_test)
+    np.testing.assert_allclose(mean, gp_mean, rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(var, gp_var, rtol=1e-2, atol=1e-6)
+    assert still.embed(X_test[:5]).shape == (5, 6)
+    params = still.hyperparameters()
+    assert {"gate_0", "gate_1", "lengthscale_median", "noise"} <= set(params) and abs(params["gate_0"]) < 1e-6
+
+
+def test_the_residual_extractor_learns_without_folding_distant_points_together(data):
+    X, y, X_test, y_test = data
+    model = build_model("dkl", extractor="residual", hidden=[32], fit_iters=150, lr=0.05).fit(X, y)
+    mean, _ = model.predict(X_test)
+    assert np.sqrt(np.mean((mean - y_test) ** 2)) < 0.5 * np.std(y_test)
+    assert min(abs(v) for k, v in model.hyperparameters().items() if k.startswith("gate")) > 1e-3  # it did warp
+    scaled = model._inputs(X_test)
+    with torch.no_grad():
+        latent = model._model.latent(scaled)
+    pairs = torch.cdist(latent, latent) / torch.cdist(scaled, scaled).clamp_min(1e-12)
+    off_diagonal = ~torch.eye(len(X_test), dtype=torch.bool)
+    # bi-Lipschitz: each block moves a point by at most 0.9 x 1.1 of what it moves a neighbour
+    assert float(pairs[off_diagonal].min()) > (1 - 0.99) ** 2 and float(pairs[off_diagonal].max()) < (1 + 0.99) ** 2
+
+
+def test_the_residual_extractor_state_round_trips_for_a_resumed_warm_start(data):
+    X, y, X_test, _ = data
+    options = dict(extractor="residual", hidden=[8], fit_iters=20, warm_iters=5)
+    first = build_model("dkl", **options).fit(X[:100], y[:100])
+    resumed = build_model("dkl", **options)
+    resumed.set_state(first.get_state())
+    first.fit(X, y)
+    resumed.fit(X, y)
+    assert np.array_equal(first.predict(X_test)[0], resumed.predict(X_test)[0])

@@ -117,10 +117,11 @@ class InstrumentBase(ABC):
             if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or not math.isfinite(v):
                 raise OutOfField(f"{name} must be a finite number, got {v!r}")
         g = self._info.geometry
-        if not g.contains(x_nm, y_nm):
+        if not g.reachable(x_nm, y_nm):
             x_min, x_max, y_min, y_max = g.extent_nm
+            reach = f" (and the {g.reach_nm:g} nm the beam reaches beyond it)" if g.reach_nm else ""
             raise OutOfField(f"position ({x_nm:g}, {y_nm:g}) nm is outside the field of view "
-                             f"x [{x_min:g}, {x_max:g}] nm, y [{y_min:g}, {y_max:g}] nm")
+                             f"x [{x_min:g}, {x_max:g}] nm, y [{y_min:g}, {y_max:g}] nm{reach}")
         dwell = self._info.default_dwell_s if settings is None or settings.dwell_s is None else settings.dwell_s
         low, high = self._info.dwell_range_s
         if isinstance(dwell, bool) or not isinstance(dwell, (int, float, np.integer, np.floating)) or not math.isfinite(dwell) or not low <= dwell <= high:

@@ -101,7 +101,8 @@ class RemoteInstrument:
     def overview(self) -> Overview:
         """Scan the field of view on the server."""
         image, meta = self._call("POST", "overview", {"request_id": uuid.uuid4().hex})
-        geometry = Geometry(tuple(meta["shape"]), float(meta["pixel_nm"]), tuple(meta["origin_nm"]))
+        geometry = Geometry(tuple(meta["shape"]), float(meta["pixel_nm"]), tuple(meta["origin_nm"]),
+                            float(meta.get("reach_nm", 0.0)))
         return Overview(image=image, geometry=geometry, channel=meta["channel"], unit=meta["unit"],
                         elapsed_s=float(meta["elapsed_s"]), scan_s=float(meta["scan_s"]))
 

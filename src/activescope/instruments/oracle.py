@@ -10,7 +10,8 @@ estimates the drift since the reference overview (the one `probe_grid` defined t
 on; without it, the first overview the oracle takes) by cross-correlation and shifts the
 requested positions so that they stay on the same sample features (see `drift.DriftTracker`).
 
-A position that drift correction pushes out of the field of view cannot be measured any more:
+A position that drift correction pushes out of the instrument's reach (the field of view, widened
+by the beam shift `Geometry.reach_nm` where the instrument has one) cannot be measured any more:
 `reachable()` tells which candidates are still in reach (the campaign does not offer the others
 to the acquisition unless `skip_unreachable: false`), and one requested anyway becomes a final failed
 measurement (retrying cannot bring it back). A spent budget (`BudgetExhausted`) ends the
@@ -113,8 +114,8 @@ class InstrumentOracle:
             yield Measurement(id=str(k), raw=spectrum.as_raw())
 
     def reachable(self) -> np.ndarray:
-        """(len(pool),) bool: the candidates whose drift-corrected position lies inside the field
-        of view both now (the instrument time of the last acquisition) and one batch later (as
+        """(len(pool),) bool: the candidates whose drift-corrected position lies within the
+        instrument's reach (the field of view and its `reach_nm` beam shift) both now (the instrument time of the last acquisition) and one batch later (as
         long as the last batch took), so that they stay in reach while the next batch is measured.
         Without drift correction, or with `skip_unreachable: false`, every candidate counts as
         reachable."""
@@ -122,8 +123,8 @@ class InstrumentOracle:
             return np.ones(len(self.pool), dtype=bool)
         field = self.instrument.describe().geometry
         x_nm, y_nm = self.pool.info["x_nm"].to_numpy(), self.pool.info["y_nm"].to_numpy()
-        now = field.contains(*self.tracker.correct(x_nm, y_nm, self._clock_s))
-        return now & field.contains(*self.tracker.correct(x_nm, y_nm, self._clock_s + self._batch_s))
+        now = field.reachable(*self.tracker.correct(x_nm, y_nm, self._clock_s))
+        return now & field.reachable(*self.tracker.correct(x_nm, y_nm, self._clock_s + self._batch_s))
 
     def measure(self, ids: Sequence[str]) -> list[Measurement]:
         """All measurements of `ids` at once (see `measure_each`)."""

@@ -54,11 +54,15 @@ class Geometry:
     shape: (H, W) pixels of the overview image.
     pixel_nm: pixel size, nm (square pixels).
     origin_nm: (x, y) position, nm, of the centre of pixel (row 0, col 0).
+    reach_nm: how far beyond the edges of the field of view the probe can still be placed (beam
+    or image shift), nm; the overview shows the field of view only. Drift correction can then
+    follow a feature that has drifted out of the overview.
     """
 
     shape: tuple[int, int]
     pixel_nm: float
     origin_nm: tuple[float, float] = (0.0, 0.0)
+    reach_nm: float = 0.0
 
     @property
     def extent_nm(self) -> tuple[float, float, float, float]:
@@ -95,6 +99,14 @@ class Geometry:
         x_min, x_max, y_min, y_max = self.extent_nm
         x, y = np.asarray(x_nm, dtype=float), np.asarray(y_nm, dtype=float)
         return (x >= x_min) & (x <= x_max) & (y >= y_min) & (y <= y_max)
+
+    def reachable(self, x_nm: Any, y_nm: Any) -> np.ndarray:
+        """Whether the probe can be placed at each position (nm): inside the field of view
+        widened by `reach_nm` on every side."""
+        x_min, x_max, y_min, y_max = self.extent_nm
+        r = self.reach_nm
+        x, y = np.asarray(x_nm, dtype=float), np.asarray(y_nm, dtype=float)
+        return (x >= x_min - r) & (x <= x_max + r) & (y >= y_min - r) & (y <= y_max + r)
 
 
 @dataclass(frozen=True)
@@ -145,7 +157,7 @@ class InstrumentInfo:
         g = data["geometry"]
         return cls(
             kind=data["kind"],
-            geometry=Geometry(tuple(g["shape"]), float(g["pixel_nm"]), tuple(g["origin_nm"])),
+            geometry=Geometry(tuple(g["shape"]), float(g["pixel_nm"]), tuple(g["origin_nm"]), float(g.get("reach_nm", 0.0))),
             axis_name=data["axis_name"],
             axis_unit=data["axis_unit"],
             unit=data["unit"],

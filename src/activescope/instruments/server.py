@@ -184,7 +184,7 @@ def create_app(instrument: Instrument, token: str, latency_s: float = 0.0, remem
         def scan() -> tuple[bytes, dict[str, str]]:
             o = instrument.overview()
             g = o.geometry
-            return _array_response(o.image, {"shape": g.shape, "pixel_nm": g.pixel_nm, "origin_nm": g.origin_nm,
+            return _array_response(o.image, {"shape": g.shape, "pixel_nm": g.pixel_nm, "origin_nm": g.origin_nm, "reach_nm": g.reach_nm,
                                              "channel": o.channel, "unit": o.unit, "elapsed_s": o.elapsed_s,
                                              "scan_s": o.scan_s})
 

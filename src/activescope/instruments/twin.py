@@ -12,6 +12,8 @@ grain boundary and a hole. The twin answers the instrument protocol:
   (vacancies, the hole's edge), by `shift_dopant_ev` on dopants and by `shift_boundary_ev` on
   the grain boundary, it broadens near defects, and its intensity follows the local column
   density (none in vacuum). The dopant edge's height follows the dopant map.
+- **beam shift** (`beam_shift_nm`): the probe reaches that far beyond the field of view, onto the
+  simulated sample around it, so drift correction can follow a feature out of the overview;
 - **drift**: the beam lands on ``requested + drift(t)``, where drift has a linear part
   (`drift_velocity_nm_s`) and a random walk (`drift_walk_nm` per axis after one second), on the
   instrument clock t (dwell, overhead, latency and overview scans), so it is reproducible;
@@ -68,6 +70,8 @@ class TwinOptions(BaseModel):
     probe_sigma_nm: float = Field(0.05, gt=0, description="probe standard deviation for the dose map, nm")
     drift_velocity_nm_s: tuple[float, float] = Field((0.01, 0.005), description="linear stage drift (x, y), nm/s")
     drift_walk_nm: float = Field(0.005, ge=0, description="random-walk drift: std per axis after one second, nm")
+    beam_shift_nm: float = Field(
+        0.0, ge=0, description="how far beyond the field of view the probe can be placed (beam shift), nm; at most the sample's margin, size // 4 pixels")
     damage: bool = Field(False, description="simulate beam damage from the accumulated dose map")
     critical_dose_e_nm2: float = Field(1e9, gt=0, description="dose at which 63 % of the structure is damaged, electrons/nm^2")
     shift_damage_ev: float = Field(-2.0, description="peak shift of fully damaged material, eV")
@@ -87,6 +91,16 @@ class TwinOptions(BaseModel):
 
         if value not in LATTICES:
             raise ValueError(f"unknown lattice {value!r}; allowed: {', '.join(LATTICES)}")
+        return value
+
+    @field_validator("beam_shift_nm")
+    @classmethod
+    def _within_sample(cls, value: float, info: Any) -> float:
+        size, pixel_nm = info.data.get("size", 128), info.data.get("pixel_nm", 0.025)
+        margin_nm = (size // 4) * pixel_nm
+        if value > margin_nm:
+            raise ValueError(f"beam_shift_nm must be at most the simulated sample's margin around the field of view, "
+                             f"{margin_nm:g} nm (size // 4 pixels), got {value:g}")
         return value
 
     @field_validator("e_max_ev")
@@ -140,7 +154,7 @@ class DigitalTwin(InstrumentBase):
         self.sample = build_sample(o.lattice, o.size, o.pixel_nm, o.vacancy_prob, o.dopant_prob,
                                    o.grain_boundary, o.hole_radius_nm, o.seed)
         info = InstrumentInfo(
-            kind="twin", geometry=Geometry((o.size, o.size), o.pixel_nm, (0.0, 0.0)), axis_name="energy_loss",
+            kind="twin", geometry=Geometry((o.size, o.size), o.pixel_nm, (0.0, 0.0), o.beam_shift_nm), axis_name="energy_loss",
             axis_unit="eV", unit="counts", channels=o.channels, dwell_range_s=(1e-4, o.max_dwell_s),
             default_dwell_s=o.dwell_s, budget=Budget(o.time_budget_s, o.dose_budget_e, o.max_acquisitions))
         super().__init__(info, latency_s=o.latency_s, overhead_s=o.overhead_s, overview_s=o.overview_s)

@@ -8,7 +8,10 @@ image. `extractor: pretrained` starts from a network trained elsewhere, named by
 (e.g. an im2spec patch encoder from `activescope.microscopy.imspec`), found through the
 entry-point group ``activescope.extractors`` under the kind its card names, followed by a
 small trainable MLP to the latent; `freeze` keeps the pretrained weights fixed, and the
-features reach it unscaled (it was trained on them as they are). With `raw_kernel` the GP kernel is the latent kernel plus a scaled ARD kernel on the
+features reach it unscaled (it was trained on them as they are). `extractor: residual` is a
+distance-preserving network (spectrally normalised residual blocks, as in SNGP/DUE): it warps the
+inputs without folding distant points together, so candidates unlike anything measured keep a
+high variance, which is what a tanh-bounded 2-D latent loses on small data. With `raw_kernel` the GP kernel is the latent kernel plus a scaled ARD kernel on the
 (standardised) input features themselves, so that where the network has learned nothing useful
 the model is still a plain GP. Network weights (with optional weight decay) and GP
 hyperparameters are trained jointly on the exact marginal likelihood with Adam. Everything else
@@ -39,6 +42,10 @@ EXTRACTORS: Registry = Registry("pretrained extractor kind", "activescope.extrac
 """Loaders `load(path, n_inputs) -> torch.nn.Module` of pretrained feature extractors, by the
 kind a checkpoint's card names (the module has an `out_features` attribute)."""
 
+RESIDUAL_COEFF = 0.9
+"""Scale of each residual block of `extractor: residual` (SiLU's slope is at most 1.1, so each
+block's Lipschitz constant stays below 1)."""
+
 CONV_CHANNELS = 8
 """Channels of each of the conv extractor's two 3 x 3 convolutions."""
 
@@ -67,6 +74,30 @@ def make_conv_extractor(side: int, hidden: Sequence[int], latent_dim: int) -> to
     )
 
 
+class SpectralResidual(torch.nn.Module):
+    """x -> x + c tanh(a1) g1(x) -> ... : residual blocks whose MLPs g (SiLU, spectrally
+    normalised linear maps) have Lipschitz constant below 1, so the map is bi-Lipschitz: points
+    far apart in the input stay far apart in the latent (no feature collapse), and the latent
+    keeps the input's dimension. The gates a start at 0, so the model starts as a plain GP on
+    the inputs and learns to warp them only as far as the marginal likelihood asks."""
+
+    def __init__(self, n_inputs: int, hidden: Sequence[int], blocks: int = 2, coeff: float = RESIDUAL_COEFF) -> None:
+        super().__init__()
+        sn = torch.nn.utils.parametrizations.spectral_norm
+        width = hidden[0] if hidden else n_inputs
+        self.coeff = coeff
+        self.blocks = torch.nn.ModuleList(
+            torch.nn.Sequential(sn(torch.nn.Linear(n_inputs, width)), torch.nn.SiLU(), sn(torch.nn.Linear(width, n_inputs)))
+            for _ in range(blocks))
+        self.gates = torch.nn.Parameter(torch.zeros(blocks))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(n, d) -> (n, d)."""
+        for gate, block in zip(torch.tanh(self.gates), self.blocks):
+            x = x + self.coeff * gate * block(x)
+        return x
+
+
 class WithInputs(torch.nn.Module):
     """Wraps an extractor so that its output is [inputs, latent]: the raw columns for the
     `raw_kernel` part, the latent ones for the latent kernel."""
@@ -86,8 +117,9 @@ class DKLOptions(ModelOptions):
     hidden: LayerWidths = (64, 32)
     latent_dim: int = Field(2, ge=1, description="dimension of the learned latent space the GP works on")
     kernel: Literal["rbf", "matern"] = Field("rbf", description="GP kernel on the latent space")
-    extractor: Literal["mlp", "conv", "pretrained"] = Field(
-        "mlp", description="feature extractor: mlp, conv for square image-patch features (probe_grid), or pretrained (see checkpoint)")
+    extractor: Literal["mlp", "conv", "pretrained", "residual"] = Field(
+        "mlp", description="feature extractor: mlp, conv for square image-patch features (probe_grid), pretrained (see checkpoint), "
+                           "or residual (distance-preserving; its latent keeps the input's dimension and latent_dim is not used)")
     checkpoint: str | None = Field(
         None, description="for extractor pretrained: a .safetensors checkpoint of a pretrained extractor, e.g. an im2spec model")
     freeze: bool = Field(True, description="for extractor pretrained: keep the pretrained weights fixed (false: fine-tune them)")
@@ -111,7 +143,8 @@ class DKLSurrogate(GPSurrogate):
 
     Options: hidden (MLP widths, default [64, 32]), latent_dim (default 2), kernel ("rbf" or
     "matern" on the latent), extractor ("mlp", "conv" for square patches of `patch` pixels, or
-    "pretrained": the network in `checkpoint`, frozen unless `freeze` is false),
+    "pretrained": the network in `checkpoint`, frozen unless `freeze` is false, or "residual":
+    distance-preserving residual blocks of width hidden[0], latent = the input's dimension),
     raw_kernel ("none", or "matern"/"rbf": a kernel on the inputs added to the latent one),
     weight_decay (extractor weights), columns (feature block, default all), fit_iters (Adam
     steps on a fresh fit), warm_iters (steps when warm-starting from the previous round's
@@ -170,9 +203,13 @@ class DKLSurrogate(GPSurrogate):
                 extractor = make_conv_extractor(side, self.hidden, self.latent_dim)
             elif self.extractor == "pretrained":
                 extractor = self._pretrained(n_inputs)
+            elif self.extractor == "residual":
+                extractor = SpectralResidual(n_inputs, self.hidden)
             else:
                 extractor = make_extractor(n_inputs, self.hidden, self.latent_dim)
         base = RBFKernel if self.kernel == "rbf" else MaternKernel
+        if self.extractor == "residual":
+            return ExactGPModel(train_x, train_y, make_likelihood(), make_kernel(self.kernel, n_inputs), feature_extractor=extractor)
         if self.raw_kernel == "none":
             kernel = ScaleKernel(base(ard_num_dims=self.latent_dim))
         else:
@@ -217,21 +254,27 @@ class DKLSurrogate(GPSurrogate):
         return kernel if self.raw_kernel == "none" else kernel.kernels[0]
 
     def embed(self, X: np.ndarray) -> np.ndarray:
-        """Latent coordinates (m, latent_dim) of the rows of X, each in (-1, 1)."""
+        """Latent coordinates of the rows of X: (m, latent_dim), each in (-1, 1), or for the
+        residual extractor (m, columns) in standardised input units."""
         model, _ = self._fitted()
         X = self._checked(X)
-        latent = np.empty((len(X), self.latent_dim))
+        width = X.shape[1] if self.extractor == "residual" else self.latent_dim
+        latent = np.empty((len(X), width))
         with torch.no_grad():
             for rows in row_batches(len(X), self.batch_rows):
-                latent[rows] = model.latent(self._inputs(X[rows]))[:, -self.latent_dim:].cpu().numpy()
+                latent[rows] = model.latent(self._inputs(X[rows]))[:, -width:].cpu().numpy()
         return latent
 
     def hyperparameters(self) -> dict[str, float]:
         """Noise, neg_mll and mean_constant as GPSurrogate's; outputscale and one
         `lengthscale_<axis>` per latent dimension (latent units, in (-1, 1)) of the latent kernel;
         with `raw_kernel`, raw_outputscale and raw_lengthscale_min / _median / _max
-        (standardised input units)."""
+        (standardised input units). The residual extractor reports GPSurrogate's keys and
+        `gate_<block>`, each block's residual weight tanh(a) in (-1, 1) (0: no warping)."""
         model, _ = self._fitted()
+        if self.extractor == "residual":
+            gates = torch.tanh(model.feature_extractor.gates).detach().cpu().numpy()
+            return super().hyperparameters() | {f"gate_{k}": float(g) for k, g in enumerate(gates)}
         latent = self._latent_kernel()
         params = {
             "noise": float(model.likelihood.noise.item()) * float(self._y_scaler.scale) ** 2,

@@ -224,10 +224,13 @@ def _fit(spec: CampaignSpec, pool: Pool, X: np.ndarray, y: np.ndarray):
 
 def _map_spec(spec: CampaignSpec) -> CampaignSpec:
     """The spec with its model swapped for a 2-D DKL: the campaign's own DKL options with
-    latent_dim=2, or a default DKL on the same feature columns as the campaign's model."""
+    latent_dim=2 (an MLP extractor in place of the residual one), or a default DKL on the same
+    feature columns as the campaign's model."""
     options = spec.model.options()
     if spec.model.kind != "dkl":
         options = {"columns": options["columns"]} if options.get("columns") else {}
+    elif options.get("extractor") == "residual":  # its latent has the input's dimension
+        options = {**options, "extractor": "mlp"}
     model = ModelSpec(kind="dkl", **{**options, "latent_dim": 2})
     return spec.model_copy(update={"model": model})
 
