@@ -2,7 +2,7 @@
 
     python benchmarks/hypothesis_bench.py synthetic --dims 1 --seeds 20        # known truth
     python benchmarks/hypothesis_bench.py qm9 --runs 5 --steps 200             # published QM9 protocol (MAP)
-    python benchmarks/hypothesis_bench.py fit-timing --n 500                   # one MAP and one NUTS fit
+    python benchmarks/hypothesis_bench.py fit-timing --n 500                   # MAP and NUTS fits (wall and CPU s, load)
     python benchmarks/hypothesis_bench.py fit-timing --data kink --inference nuts --nuts-kernel map
 
 `qm9`: x = (TPSA, MolLogP) from RDKit (the rdkit2d featuriser, raw units), y = enthalpy H298
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 
@@ -98,11 +99,12 @@ def run_synthetic(args: argparse.Namespace) -> None:
     wins = 0
     t0 = time.perf_counter()
     for seed in range(args.seeds):
-        problem = phase_transition_problem(args.dims, seed)
+        problem = phase_transition_problem(args.dims, seed, law_uncertainty=args.law_uncertainty)
         winner, average = run_hypothesis_learning(problem, seed, reward=args.reward)
         wins += winner == problem.truth
         print(json.dumps({"seed": seed, "winner": winner, "average_reward": average}), flush=True)
-    print(json.dumps({"dims": args.dims, "reward": args.reward, "truth_wins": wins, "runs": args.seeds,
+    print(json.dumps({"dims": args.dims, "reward": args.reward, "law_uncertainty": args.law_uncertainty,
+                      "truth_wins": wins, "runs": args.seeds,
                       "seconds": round(time.perf_counter() - t0, 1)}))  # fmt: skip
 
 
@@ -121,15 +123,21 @@ def run_fit_timing(args: argparse.Namespace) -> None:
         options = {"law": "a * minimum(x, t)", "priors": {"a": "Normal(0, 1)", "t": "Uniform(0, 10)"}, "descriptors": ["x"]}
     for inference in args.inference:
         model = HypothesisSurrogate(**options, inference=inference, fit_iters=100, warm_iters=20, nuts_kernel=args.nuts_kernel)
-        times = []
+        times, cpu_times = [], []
+        load_before = os.getloadavg()[0]
         for repeat in range(args.repeats if inference == "map" or args.nuts_kernel == "map" else 1):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             model.fit(X, y)
             times.append(time.perf_counter() - t0)
+            cpu_times.append(time.process_time() - c0)
         t0 = time.perf_counter()
         model.predict(X_pool)
         predict_s = time.perf_counter() - t0
-        print(json.dumps({"inference": inference, "n": args.n, "fit_s": [round(t, 2) for t in times],
+        warm = times[1:] or times  # the first fit is fresh (and compiles NUTS); the rest warm-start
+        print(json.dumps({"inference": inference, "n": args.n, "fit_s": [round(t, 3) for t in times],
+                          "fit_cpu_s": [round(t, 3) for t in cpu_times],
+                          "warm_fit_s_median_min": [round(float(np.median(warm)), 3), round(min(warm), 3)],
+                          "load_average_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
                           "predict_pool_s": round(predict_s, 2), "pool": len(X_pool), "data": args.data,
                           "hyperparameters": model.hyperparameters()}), flush=True)  # fmt: skip
 
@@ -141,6 +149,7 @@ def main() -> None:
     synthetic.add_argument("--dims", type=int, default=1, choices=[1, 2])
     synthetic.add_argument("--seeds", type=int, default=20)
     synthetic.add_argument("--reward", default="uncertainty", choices=["uncertainty", "log_likelihood"])
+    synthetic.add_argument("--law-uncertainty", action="store_true", help="Laplace law-parameter variance in predictions")
     qm9 = sub.add_parser("qm9", help="published QM9 enthalpy protocol")
     qm9.add_argument("--runs", type=int, default=5)
     qm9.add_argument("--steps", type=int, default=200)

@@ -30,14 +30,16 @@ class Problem:
     truth: str
 
 
-def _law(law: str, priors: dict[str, str], descriptors: list[str]) -> dict[str, Any]:
+def _law(law: str, priors: dict[str, str], descriptors: list[str], law_uncertainty: bool) -> dict[str, Any]:
     return {"kind": "hypothesis", "law": law, "priors": priors, "descriptors": descriptors,
-            "fit_iters": 60, "warm_iters": 20, "lr": 0.1}  # fmt: skip
+            "fit_iters": 60, "warm_iters": 20, "lr": 0.1, "law_uncertainty": law_uncertainty}  # fmt: skip
 
 
-def phase_transition_problem(dims: int = 1, seed: int = 0, n: int = 300) -> Problem:
+def phase_transition_problem(dims: int = 1, seed: int = 0, n: int = 300, law_uncertainty: bool = False) -> Problem:
     """Pool of n points on [0, 10]^dims; y = a*x0 below the transition t = 6, then a plateau
-    (plus b*x1 in 2-D), with noise NOISE_SD. Look-alikes: a quadratic and a saturating sqrt law."""
+    (plus b*x1 in 2-D), with noise NOISE_SD. Look-alikes: a quadratic and a saturating sqrt law.
+    `law_uncertainty` adds each law's parameter uncertainty to its predictive variances
+    (`HypothesisSurrogate`'s linearised Laplace option)."""
     rng = np.random.default_rng(seed)
     x = rng.uniform(0.0, 10.0, size=(n, dims))
     y = np.where(x[:, 0] < 6.0, 0.5 * x[:, 0], 3.0)
@@ -49,11 +51,12 @@ def phase_transition_problem(dims: int = 1, seed: int = 0, n: int = 300) -> Prob
     y = y + NOISE_SD * rng.normal(size=n)
     frame = pd.DataFrame(x, columns=names).assign(y=y)
     pool = Pool.from_frame(frame, features=names, labels=["y"])
-    hypotheses = {
-        "transition": _law(f"a * minimum(x0, t){extra}", {"a": "Normal(0, 1)", "t": "Uniform(0, 10)"} | extra_prior, names),
-        "quadratic": _law(f"c + a * x0 + q * x0**2{extra}", {"c": "Normal(0, 2)", "a": "Normal(0, 1)", "q": "Normal(0, 0.2)"} | extra_prior, names),
-        "saturating": _law(f"a * sqrt(x0){extra}", {"a": "Normal(0, 2)"} | extra_prior, names),
+    laws = {
+        "transition": (f"a * minimum(x0, t){extra}", {"a": "Normal(0, 1)", "t": "Uniform(0, 10)"}),
+        "quadratic": (f"c + a * x0 + q * x0**2{extra}", {"c": "Normal(0, 2)", "a": "Normal(0, 1)", "q": "Normal(0, 0.2)"}),
+        "saturating": (f"a * sqrt(x0){extra}", {"a": "Normal(0, 2)"}),
     }  # fmt: skip
+    hypotheses = {name: _law(law, priors | extra_prior, names, law_uncertainty) for name, (law, priors) in laws.items()}
     return Problem(pool, hypotheses, "transition")
 
 
