@@ -50,8 +50,9 @@ def qm9_pool(subset: int | None, seed: int = 0):
     return Pool.from_frame(frame, features=["x0", "x1"], labels=["H298"], id_column="id")
 
 
-def qm9_spec(seed: int, steps: int, inference: str) -> dict:
-    law_options = {"priors": None, "target_scale": 100.0, "inference": inference, "fit_iters": 100, "warm_iters": 20}
+def qm9_spec(seed: int, steps: int, inference: str, law_uncertainty: bool = False) -> dict:
+    law_options = {"priors": None, "target_scale": 100.0, "inference": inference, "fit_iters": 100, "warm_iters": 20,
+                   "law_uncertainty": law_uncertainty}  # fmt: skip
     candidates = {}
     for name, law in QM9_HYPOTHESES.items():
         priors = {"E": "Normal(-4, 2)"} | ({"s": "Gamma(2, 0.05)"} if "s" in law else {})
@@ -72,19 +73,24 @@ def run_qm9(args: argparse.Namespace) -> None:
 
     pool = qm9_pool(args.subset)
     args.out.mkdir(parents=True, exist_ok=True)
-    results = []
+    log = args.out / "qm9_runs.jsonl"
+    results = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+    done = {r["seed"] for r in results}  # finished runs are kept: a stopped benchmark resumes
     for seed in range(args.runs):
+        if seed in done:
+            continue
         t0 = time.perf_counter()
-        with Campaign.create(None, qm9_spec(seed, args.steps, args.inference), pool=pool) as campaign:
+        with Campaign.create(None, qm9_spec(seed, args.steps, args.inference, args.law_uncertainty), pool=pool) as campaign:
             campaign.run(progress=args.progress)
             records = campaign.store.rounds()["record"].dropna().tolist()
         final = records[-1]
         row = {"seed": seed, "pool": len(pool), "steps": args.steps, "inference": args.inference,
+               "law_uncertainty": args.law_uncertainty,
                "seconds": round(time.perf_counter() - t0, 1), "average_reward": final["average_reward"],
                "counts": final["counts"], "posteriors": final["posteriors"]}  # fmt: skip
         results.append(row)
         print(json.dumps(row), flush=True)
-        (args.out / "qm9_runs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in results))
+        log.write_text("".join(json.dumps(r) + "\n" for r in results))
     mean = {h: float(np.mean([r["average_reward"][h] for r in results])) for h in QM9_HYPOTHESES}
     best = [max(r["average_reward"], key=r["average_reward"].get) for r in results]
     print(json.dumps({"mean_final_reward": mean, "published": PUBLISHED, "preferred": best}))
@@ -155,6 +161,7 @@ def main() -> None:
     qm9.add_argument("--steps", type=int, default=200)
     qm9.add_argument("--subset", type=int, default=None, help="random QM9 subset as the pool (default: all)")
     qm9.add_argument("--inference", default="map", choices=["map", "nuts"])
+    qm9.add_argument("--law-uncertainty", action="store_true", help="MAP: Laplace law-parameter variance in predictions")
     qm9.add_argument("--progress", action="store_true")
     qm9.add_argument("--out", type=Path, default=Path("bench-out/hypothesis"))
     timing = sub.add_parser("fit-timing", help="time one structured-GP fit")
