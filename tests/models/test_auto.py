@@ -33,17 +33,17 @@ def synthetic_pool(target: str, n: int = 160, seed: int = 0) -> Pool:
                 feature_kinds={"desc": slice(0, 6), "bits": slice(6, 54)})  # fmt: skip
 
 
-def spec(steps: int = 3) -> dict:
+def spec(steps: int = 3, criterion: str = "cv_spearman") -> dict:
     return {
         "name": "auto-test", "seed": 1,
         "target": {"column": "y", "goal": "maximize"},
-        "model": {"kind": "auto", "families": ["rf", "tanimoto"], **FAST}, "acquisition": {"kind": "ucb", "q": 4, "beta": 2.0},
+        "model": {"kind": "auto", "families": ["rf", "tanimoto"], "criterion": criterion, **FAST}, "acquisition": {"kind": "ucb", "q": 4, "beta": 2.0},
         "initial": {"n": 24}, "stop": {"budget": 24 + 4 * steps},
     }  # fmt: skip
 
 
-def run(tmp_path, name: str, pool: Pool, steps: int = 3) -> tuple[list[str], list[dict]]:
-    with Campaign.create(tmp_path / name, spec(steps), pool=pool) as campaign:
+def run(tmp_path, name: str, pool: Pool, steps: int = 3, criterion: str = "cv_spearman") -> tuple[list[str], list[dict]]:
+    with Campaign.create(tmp_path / name, spec(steps, criterion), pool=pool) as campaign:
         campaign.run(progress=False)
         return campaign.store.selected_ids(), campaign.store.rounds()["record"].dropna().tolist()
 
@@ -62,18 +62,20 @@ def test_auto_picks_the_block_that_carries_the_signal(target):
     assert mean.shape == variance.shape == (len(pool),) and spearman(mean, pool.labels["y"].to_numpy()) > 0.5
 
 
-def test_shuffling_unmeasured_labels_changes_no_choice_and_no_batch(tmp_path):
+@pytest.mark.parametrize("criterion", ["cv_spearman", "cv_top", "cv_blend"])
+def test_shuffling_unmeasured_labels_changes_no_choice_and_no_batch(tmp_path, criterion):
     pool = synthetic_pool("bits")
-    ids, records = run(tmp_path, "a", pool)
+    ids, records = run(tmp_path, "a", pool, criterion=criterion)
     unmeasured = np.flatnonzero(~np.isin(pool.ids, ids))
     shuffled = pool.labels.copy()
     shuffled.loc[unmeasured, "y"] = np.random.default_rng(5).permutation(shuffled.loc[unmeasured, "y"].to_numpy())
     assert not np.allclose(shuffled["y"], pool.labels["y"])
     other = Pool(ids=pool.ids, X=pool.X, labels=shuffled, feature_kinds=pool.feature_kinds)
-    ids_b, records_b = run(tmp_path, "b", other)
+    ids_b, records_b = run(tmp_path, "b", other, criterion=criterion)
     assert ids_b == ids
     assert [r["choice"] for r in records_b] == [r["choice"] for r in records]
-    assert [r.get("cv_spearman") for r in records_b] == [r.get("cv_spearman") for r in records]
+    assert [r.get("rewards") for r in records_b] == [r.get("rewards") for r in records]
+    assert [r.get("cv_top") for r in records_b] == [r.get("cv_top") for r in records]
     assert sum(r["phase"] == "cross-validation" for r in records) >= 2  # the criterion was re-evaluated
 
 
@@ -112,14 +114,18 @@ def test_rf_ucb_morgan_strategy_runs(tmp_path, spec_dict):
         assert set(campaign.pool.feature_kinds) == {"morgan"} and campaign.spec.model.kind == "rf"
 
 
-def test_report_section_tabulates_every_cross_validation(tmp_path):
+@pytest.mark.parametrize(("criterion", "note"), [("cv_spearman", "cv_spearman: Spearman rank correlation"),
+                                               ("cv_blend", "cv_blend: mean of the out-of-fold Spearman")])  # fmt: skip
+def test_report_section_tabulates_every_cross_validation(tmp_path, criterion, note):
     pool = synthetic_pool("desc")
-    with Campaign.create(tmp_path / "r", spec(), pool=pool) as campaign:
+    with Campaign.create(tmp_path / "r", spec(criterion=criterion), pool=pool) as campaign:
         campaign.run(progress=False)
         rounds = campaign.store.rounds()
     table = cross_validation_table(selection_records(rounds))
     validated = [r for r in rounds["record"].dropna() if r["phase"] == "cross-validation"]
     assert len(table) == len(validated) >= 2 and {"rf:desc", "tanimoto:bits", "chosen"} <= set(table.columns)
+    assert table["rf:desc"].tolist() == [round(r[criterion]["rf:desc"], 3) if criterion != "cv_blend"
+                                         else round(r["rewards"]["rf:desc"], 3) for r in validated]  # fmt: skip
     saved: list[str] = []
 
     def save(name: str, figure: Figure, caption: str) -> str:
@@ -127,4 +133,23 @@ def test_report_section_tabulates_every_cross_validation(tmp_path):
         return f"<figure>{name}</figure>"
 
     html = section(rounds, save)
-    assert "Cross-validated Spearman" in html and "tanimoto:bits" in html and "Last choice" in saved[0]
+    assert note in html and "tanimoto:bits" in html and "Last choice" in saved[0]
+
+
+def test_cross_target_summary_has_sd_top100_and_blank_cells_for_missing_runs(tmp_path):
+    from activescope.report.targets import write_target_summary
+
+    runs = pd.DataFrame({
+        "target": ["A", "A", "A", "B"], "strategy": ["auto", "auto", "rf", "auto"], "n_measured": [20] * 4,
+        "top1pct_recall": [0.2, 0.4, 0.1, 0.5], "top100_recall": [0.3, 0.5, 0.2, 0.6], "total_s": [1.0] * 4,
+        "median_round_s": [0.5, 1.5, 2.0, 1.0],
+    })  # fmt: skip
+    truths = {"A": np.arange(1000.0), "B": np.arange(1000.0)}
+    summary = write_target_summary(runs, {"A": "maximize", "B": "minimize"}, truths, tmp_path)
+    auto_a = summary.set_index(["target", "strategy"]).loc[("A", "auto")]
+    assert auto_a["top1pct_recall"] == pytest.approx(0.3) and auto_a["top1pct_sd"] == pytest.approx(np.std([0.2, 0.4], ddof=1))
+    assert auto_a["median_round_s"] == 1.0 and auto_a["random_top1pct_recall"] == pytest.approx(0.02)  # 20 of 1000
+    text = (tmp_path / "summary.md").read_text()
+    assert "| rf | 0.100 | – | – |" in text  # rf ran on A only: no B cell, no mean
+    assert "| A (max) | auto | 2 | 0.300 ± 0.141 | 0.400 ± 0.141 | 1.00 |" in text
+    assert (tmp_path / "summary.png").read_bytes().startswith(b"\x89PNG")

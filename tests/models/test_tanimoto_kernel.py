@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from activescope.models.kernels import TanimotoKernel
+from activescope.models.kernels import TanimotoKernel, count_intersection
 
 
 def kernel_values(a, b) -> np.ndarray:
@@ -44,3 +44,30 @@ def test_matrix_is_symmetric_with_unit_diagonal_and_matches_pairwise_definition(
     with torch.no_grad():
         diag = TanimotoKernel()(torch.tensor(x), diag=True).numpy()
     assert np.allclose(diag, 1.0)
+
+
+def minmax(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The MinMax definition, pair by pair (dense, for small inputs)."""
+    return np.minimum(a[:, None], b[None]).sum(-1) / np.maximum(a[:, None], b[None]).sum(-1)
+
+
+def test_training_rows_that_change_in_place_are_not_served_from_the_level_cache():
+    rng = np.random.default_rng(1)
+    pool, train = rng.poisson(1.0, size=(9, 24)).astype(float), rng.poisson(1.0, size=(5, 24)).astype(float)
+    assert np.allclose(kernel_values(pool, train), minmax(pool, train))
+    train[0] += 3.0  # same array, same shape, new values: the cached level indicators must not be reused
+    train[1, :] = 0.0
+    assert np.allclose(kernel_values(pool, train), minmax(pool, train))
+    assert np.allclose(kernel_values(pool, train[:3]), minmax(pool, train[:3]))
+
+
+def test_non_integer_pool_values_where_training_rows_count_fall_back_to_the_exact_formula():
+    rng = np.random.default_rng(2)
+    pool, train = rng.poisson(1.0, size=(6, 16)).astype(float), rng.poisson(0.3, size=(4, 16)).astype(float)
+    column = int(np.flatnonzero(train[0])[0])
+    pool[0, column] = 0.5  # a fractional value where a training row has counts
+    assert np.allclose(kernel_values(pool, train), minmax(pool, train))
+    assert count_intersection(torch.tensor(pool), torch.tensor(train)) is None
+    unused = np.flatnonzero(~(train > 0).any(0))
+    pool[0, column], pool[1, unused[0]] = 1.0, 0.25  # fractional where no training row counts: min is 0 there
+    assert np.allclose(count_intersection(torch.tensor(pool), torch.tensor(train)).numpy(), np.minimum(pool[:, None], train[None]).sum(-1))

@@ -26,6 +26,15 @@ Rewards (average reward per candidate is the running mean of its rewards):
   warm-up fit and then every `cv_every` fits; a candidate's score (``average``) is its latest
   correlation, not a running mean, since later folds hold more data. Between cross-validations
   only the chosen candidate is fitted.
+- ``cv_top``: the same cross-validation, scored on the top of the measured distribution: the
+  fraction of the k best measured values (k = `top_fraction` of the measured points, at least
+  `MIN_TOP`) that are among the k best out-of-fold predictions (recall = precision of the measured
+  top). The surrogate always sees a target to maximise (the campaign flips minimised ones), so
+  "best" is the largest.
+- ``cv_blend``: the mean of the ``cv_spearman`` and ``cv_top`` scores (global ranking and the top).
+
+Every cross-validation records both scores per candidate (``cv_spearman`` and ``cv_top``) and the
+criterion that chose (``criterion``).
 
 Each round's choice, rewards, averages and the candidates' posterior summaries are exposed by
 `round_record()`, which the campaign stores with the round; the bandit's state and the
@@ -55,14 +64,16 @@ class SelectOptions(BaseModel):
     policy: Literal["epsilon_greedy", "softmax"] = Field("epsilon_greedy", description="how a candidate is chosen after warm-up")
     epsilon: float = Field(0.4, ge=0, le=1, description="epsilon_greedy: probability of a uniformly random choice")
     temperature: float = Field(1.0, gt=0, description="softmax: temperature on the average rewards")
-    reward: Literal["uncertainty", "log_likelihood", "cv_spearman"] = Field(
+    reward: Literal["uncertainty", "log_likelihood", "cv_spearman", "cv_top", "cv_blend"] = Field(
         "uncertainty",
         description="uncertainty: drop in median posterior std (published); log_likelihood: of new points; "
-        "cv_spearman: k-fold rank correlation on the measured points",
+        "cv_spearman: k-fold rank correlation on the measured points; cv_top: k-fold recall of the measured "
+        "top `top_fraction`; cv_blend: the mean of the two",
     )
     warmup: int = Field(10, ge=1, description="fits in which every candidate is fitted (or cross-validated) and scored")
-    cv_folds: int = Field(3, ge=2, description="cv_spearman: folds of the cross-validation")
-    cv_every: int = Field(5, ge=1, description="cv_spearman: after warm-up, cross-validate every this many fits")
+    cv_folds: int = Field(3, ge=2, description="cv_*: folds of the cross-validation")
+    cv_every: int = Field(5, ge=1, description="cv_*: after warm-up, cross-validate every this many fits")
+    top_fraction: float = Field(0.1, gt=0, le=0.5, description="cv_top, cv_blend: the measured top fraction to recall")
     seed: int = Field(0, description="seeds the policy's random choices")
 
     @model_validator(mode="after")
@@ -87,6 +98,23 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
     return float(ra @ rb / denominator) if denominator > 0 else 0.0
 
 
+MIN_TOP = 5
+"""The measured top that `cv_top` recalls holds at least this many points."""
+
+
+def top_recall(predicted: np.ndarray, y: np.ndarray, fraction: float) -> float:
+    """Fraction of the k largest values of y found among the k largest `predicted` values, k =
+    max(MIN_TOP, round(fraction * n)) (at most n); ties go to the earlier row."""
+    k = min(len(y), max(MIN_TOP, round(fraction * len(y))))
+    best = np.argsort(-y, kind="stable")[:k]
+    picked = np.argsort(-predicted, kind="stable")[:k]
+    return float(np.isin(best, picked).mean())
+
+
+CV_REWARDS = ("cv_spearman", "cv_top", "cv_blend")
+"""Rewards computed by cross-validation on the measured points."""
+
+
 def _normal_log_density(y: np.ndarray, mean: np.ndarray, variance: np.ndarray) -> float:
     """Mean log density of y under independent normals (nats per point)."""
     variance = np.maximum(variance, 1e-12)
@@ -107,11 +135,13 @@ class SelectSurrogate:
         warmup: int = 10,
         cv_folds: int = 3,
         cv_every: int = 5,
+        top_fraction: float = 0.1,
         seed: int = 0,
     ) -> None:
         try:
             options = SelectOptions(candidates=candidates, policy=policy, epsilon=epsilon, temperature=temperature,
-                                    reward=reward, warmup=warmup, cv_folds=cv_folds, cv_every=cv_every, seed=seed)  # fmt: skip
+                                    reward=reward, warmup=warmup, cv_folds=cv_folds, cv_every=cv_every,
+                                    top_fraction=top_fraction, seed=seed)  # fmt: skip
         except ValidationError as err:
             raise SpecError(f"model.{format_validation_error(err)}") from None
         vars(self).update(options.model_dump(exclude={"candidates"}))
@@ -172,18 +202,19 @@ class SelectSurrogate:
 
     @property
     def cross_validating(self) -> bool:
-        """Whether the current fit cross-validates every candidate (cv_spearman reward)."""
-        return self.reward == "cv_spearman" and (self.in_warmup or (self.n_fits - self.warmup) % self.cv_every == 0)
+        """Whether the current fit cross-validates every candidate (cv_* rewards)."""
+        return self.reward in CV_REWARDS and (self.in_warmup or (self.n_fits - self.warmup) % self.cv_every == 0)
 
-    def _cross_validate(self, index: int, X: np.ndarray, y: np.ndarray) -> float:
-        """Spearman correlation of out-of-fold means with y for candidate `index`, from fresh
-        copies fitted on the other folds (measured rows only; folds drawn from seed and fit)."""
+    def _cross_validate(self, index: int, X: np.ndarray, y: np.ndarray) -> dict[str, float]:
+        """Scores of candidate `index`'s out-of-fold means against y (`cv_spearman`, `cv_top`), from
+        fresh copies fitted on the other folds (measured rows only; folds drawn from seed and fit)."""
         folds = np.random.default_rng([self.seed, self.n_fits]).permutation(len(y)) % self.cv_folds
         held_out = np.empty(len(y))
         for fold in range(self.cv_folds):
             test = folds == fold
             held_out[test] = self._build(self.names[index]).fit(X[~test], y[~test]).predict(X[test])[0]
-        return spearman(held_out, y)
+        scores = {"cv_spearman": spearman(held_out, y), "cv_top": top_recall(held_out, y, self.top_fraction)}
+        return scores | {"cv_blend": (scores["cv_spearman"] + scores["cv_top"]) / 2}
 
     def _reward(self, index: int, value: float) -> None:
         self.average[index] = (self.average[index] * self.counts[index] + value) / (self.counts[index] + 1)
@@ -221,13 +252,15 @@ class SelectSurrogate:
         self._record = {"fit": self.n_fits, "phase": "warmup" if self.in_warmup else "select", "rewards": {}}
         y = np.asarray(y, dtype=np.float64)
         scored_before = self.reward == "log_likelihood" and 0 < self._n_train < len(y)
-        fitting = range(len(self.names)) if self.in_warmup and self.reward != "cv_spearman" else None
+        fitting = range(len(self.names)) if self.in_warmup and self.reward not in CV_REWARDS else None
         if self.cross_validating and len(y) >= 2 * self.cv_folds:
-            scores = {i: self._cross_validate(i, X, y) for i in range(len(self.names))}
-            self.average[:] = [scores[i] for i in range(len(self.names))]
+            scores = [self._cross_validate(i, X, y) for i in range(len(self.names))]
+            self.average[:] = [score[self.reward] for score in scores]
             self.counts += 1
-            self._record["phase"] = "cross-validation"
-            self._record["rewards"] = self._record["cv_spearman"] = {self.names[i]: s for i, s in scores.items()}
+            self._record |= {"phase": "cross-validation", "criterion": self.reward,
+                             "rewards": {name: score[self.reward] for name, score in zip(self.names, scores)}}  # fmt: skip
+            for key in ("cv_spearman", "cv_top"):
+                self._record[key] = {name: score[key] for name, score in zip(self.names, scores)}
         if scored_before:
             previous = list(range(len(self.names))) if self.n_fits - 1 <= self.warmup else [self.chosen]
             scores = {i: self._log_likelihood(i, X, y) for i in previous}

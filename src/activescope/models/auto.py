@@ -12,9 +12,10 @@ family:
 - ``dkl``, ``deep_ensemble`` (opt-in): deep kernel learning and an MLP ensemble on dense blocks.
 
 Which blocks are counts is read from the measured rows' features at the first fit, never from
-block names, so the engine needs no chemistry. The candidates are then chosen among by the
-``cv_spearman`` reward: k-fold cross-validated rank correlation on the measured points only,
-re-evaluated in each warm-up fit and every `cv_every` fits after (see `engine.select`). Every
+block names, so the engine needs no chemistry. The candidates are then chosen among by a
+cross-validated `criterion` on the measured points only, re-evaluated in each warm-up fit and every
+`cv_every` fits after (see `engine.select`): ``cv_spearman`` (default), the k-fold rank correlation;
+``cv_top``, the k-fold recall of the measured top `top_fraction`; ``cv_blend``, their mean. Every
 choice and score goes to the run store as the round's record, and the report draws them.
 """
 
@@ -46,6 +47,10 @@ class AutoOptions(BaseModel):
     cv_folds: int = Field(3, ge=2, description="folds of the cross-validation on the measured points")
     cv_every: int = Field(5, ge=1, description="after warm-up, cross-validate every candidate every this many fits")
     warmup: int = Field(1, ge=1, description="first fits in which every candidate is cross-validated")
+    criterion: Literal["cv_spearman", "cv_top", "cv_blend"] = Field(
+        "cv_spearman", description="cross-validated score that picks the candidate (see engine.select)"
+    )
+    top_fraction: float = Field(0.1, gt=0, le=0.5, description="cv_top, cv_blend: the measured top fraction to recall")
     epsilon: float = Field(0.0, ge=0, le=1, description="probability of trying a random candidate instead of the best")
     gp_iters: int = Field(30, ge=1, description="Adam steps of a fresh GP fit (cross-validation copies included)")
     seed: int = Field(0, description="seeds the folds, the forests and the networks")
@@ -80,10 +85,11 @@ def candidate_sections(
 
 @register_model("auto", AutoOptions)
 class AutoSurrogate(SelectSurrogate):
-    """Chooses feature block x surrogate by cross-validated rank correlation on measured data.
+    """Chooses feature block x surrogate by a cross-validated criterion on measured data.
 
     Options: families (default rf, gp, tanimoto), blocks (default all), max_gp_columns (128),
-    cv_folds (3), cv_every (5), warmup (1), epsilon (0), gp_iters (30), seed.
+    cv_folds (3), cv_every (5), warmup (1), criterion (cv_spearman), top_fraction (0.1),
+    epsilon (0), gp_iters (30), seed.
     """
 
     def __init__(
@@ -94,15 +100,17 @@ class AutoSurrogate(SelectSurrogate):
         cv_folds: int = 3,
         cv_every: int = 5,
         warmup: int = 1,
+        criterion: str = "cv_spearman",
+        top_fraction: float = 0.1,
         epsilon: float = 0.0,
         gp_iters: int = 30,
         seed: int = 0,
     ) -> None:
         options = check_options(AutoOptions, locals())
         self.auto_options = options
-        vars(self).update(policy="epsilon_greedy", epsilon=options["epsilon"], temperature=1.0, reward="cv_spearman",
+        vars(self).update(policy="epsilon_greedy", epsilon=options["epsilon"], temperature=1.0, reward=options["criterion"],
                           warmup=options["warmup"], cv_folds=options["cv_folds"], cv_every=options["cv_every"],
-                          seed=options["seed"])  # fmt: skip
+                          top_fraction=options["top_fraction"], seed=options["seed"])  # fmt: skip
         self._set_candidates({})
         self._pool_blocks: dict[str, slice] = {}
 

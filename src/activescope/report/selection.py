@@ -45,19 +45,34 @@ def rewards_figure(records: pd.DataFrame) -> Figure:
         ax.set_xlabel("round")
         ax.grid(alpha=0.3)
     cv = len(validated) > 0
-    left.set_ylabel("latest CV rank correlation" if cv else "average reward")
+    left.set_ylabel(f"latest {criterion(records)} score" if cv else "average reward")
     left.set_title("Cross-validated score (dotted: re-evaluated)" if cv else "Average reward (shaded: warm-up)")
     left.legend(fontsize=8)
     right.set_title("Candidate chosen each round")
     return fig
 
 
+CRITERIA = {
+    "cv_spearman": "Spearman rank correlation of the out-of-fold predictions with the measured values",
+    "cv_top": "fraction of the measured top found among the top out-of-fold predictions",
+    "cv_blend": "mean of the out-of-fold Spearman correlation and the recall of the measured top",
+}
+"""What each cross-validated criterion of `engine.select` scores, for the report's note."""
+
+
 def cross_validation_table(records: pd.DataFrame) -> pd.DataFrame:
-    """One row per round that cross-validated the candidates: round, measured points' rank
-    correlation per candidate (out-of-fold, measured data only) and the candidate chosen."""
-    rows = [{"round": int(round_), **{k: round(float(v), 3) for k, v in record["cv_spearman"].items()}, "chosen": record["choice"]}
-            for round_, record in zip(records["round"], records["record"]) if record.get("cv_spearman")]  # fmt: skip
+    """One row per round that cross-validated the candidates: round, each candidate's score under
+    the criterion that chose (out-of-fold, measured data only) and the candidate chosen."""
+    rows = [{"round": int(round_), **{k: round(float(v), 3) for k, v in record["rewards"].items()}, "chosen": record["choice"]}
+            for round_, record in zip(records["round"], records["record"]) if record.get("phase") == "cross-validation"]  # fmt: skip
     return pd.DataFrame(rows)
+
+
+def criterion(records: pd.DataFrame) -> str | None:
+    """The cross-validated criterion of the run's choices (`cv_spearman` for records that predate
+    the `criterion` entry), or None when no round cross-validated."""
+    validated = [r for r in records["record"] if r.get("phase") == "cross-validation"]
+    return validated[-1].get("criterion", "cv_spearman") if validated else None
 
 
 def posterior_table(records: pd.DataFrame) -> pd.DataFrame:
@@ -80,8 +95,9 @@ def section(rounds: pd.DataFrame, save: Callable[[str, Figure, str], str]) -> st
                 f"Rewards and choices per round. Last choice: {last['choice']}; rewarded fits per candidate: {counts}.")  # fmt: skip
     scores = cross_validation_table(records)
     if not scores.empty:
-        body += markup.note("Cross-validated Spearman correlation of each candidate (feature block : surrogate) on the "
-                            "measured points only, at every round that re-evaluated them, and the candidate chosen.")
+        name = criterion(records)
+        body += markup.note(f"Cross-validated score ({name}: {CRITERIA[name]}) of each candidate (surrogate : feature "
+                            "block) on the measured points only, at every round that re-evaluated them, and the candidate chosen.")
         body += markup.table(scores)
     table = posterior_table(records)
     if not table.empty:
