@@ -166,3 +166,8 @@ def test_the_residual_extractor_state_round_trips_for_a_resumed_warm_start(data)
     first.fit(X, y)
     resumed.fit(X, y)
     assert np.array_equal(first.predict(X_test)[0], resumed.predict(X_test)[0])
+
+
+def test_the_residual_extractor_refuses_a_raw_kernel():
+    with pytest.raises(SpecError, match="raw_kernel"):
+        build_model("dkl", extractor="residual", raw_kernel="matern")

@@ -115,8 +115,9 @@ class InstrumentOracle:
 
     def reachable(self) -> np.ndarray:
         """(len(pool),) bool: the candidates whose drift-corrected position lies within the
-        instrument's reach (the field of view and its `reach_nm` beam shift) both now (the instrument time of the last acquisition) and one batch later (as
-        long as the last batch took), so that they stay in reach while the next batch is measured.
+        instrument's reach (the field of view and its `reach_nm` beam shift) both now (the
+        instrument time of the last acquisition) and one batch later (as long as the last batch
+        took), so that they stay in reach while the next batch is measured.
         Without drift correction, or with `skip_unreachable: false`, every candidate counts as
         reachable."""
         if self.tracker is None or not self.skip_unreachable:

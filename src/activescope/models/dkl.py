@@ -11,8 +11,9 @@ small trainable MLP to the latent; `freeze` keeps the pretrained weights fixed, 
 features reach it unscaled (it was trained on them as they are). `extractor: residual` is a
 distance-preserving network (spectrally normalised residual blocks, as in SNGP/DUE): it warps the
 inputs without folding distant points together, so candidates unlike anything measured keep a
-high variance, which is what a tanh-bounded 2-D latent loses on small data. With `raw_kernel` the GP kernel is the latent kernel plus a scaled ARD kernel on the
-(standardised) input features themselves, so that where the network has learned nothing useful
+high variance, which is what a tanh-bounded 2-D latent loses on small data. With `raw_kernel`
+the GP kernel is the latent kernel plus a scaled ARD kernel on the (standardised) input features
+themselves, so that where the network has learned nothing useful
 the model is still a plain GP. Network weights (with optional weight decay) and GP
 hyperparameters are trained jointly on the exact marginal likelihood with Adam. Everything else
 (scaling, warm starts, batched and joint prediction) is GPSurrogate's.
@@ -174,6 +175,8 @@ class DKLSurrogate(GPSurrogate):
         batch_rows: int = PREDICT_BATCH_ROWS,
     ) -> None:
         options = check_options(DKLOptions, locals())
+        if extractor == "residual" and raw_kernel != "none":
+            raise SpecError("model.raw_kernel: extractor residual already works on the inputs themselves; leave raw_kernel at none")
         super().__init__(
             kernel="rbf", columns=columns, fit_iters=fit_iters, warm_iters=warm_iters, lr=lr, warm_start=warm_start, batch_rows=batch_rows
         )
