@@ -194,13 +194,7 @@ def run_bench(
     across targets. `pool`, when given, is used for the base spec's data section instead of
     building it. `runner` decides where runs execute (see `Runner`).
     """
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-    )
+    from .engine.progress import progress_bar
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -216,8 +210,7 @@ def run_bench(
     for target_spec_ in specs.values():  # fail before running anything when a label is missing
         _labels(pools.get(base_data), target_spec_)
     finished: dict[int, RunResult] = {}
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, disable=not progress) as bar:
+    with progress_bar(progress) as bar:
         task = bar.add_task(f"benchmark grid ({len(runs)} runs)", total=len(runs))
         for i, result in runner(runs, pools.get):
             finished[i] = result

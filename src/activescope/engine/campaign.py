@@ -364,10 +364,9 @@ class Campaign:
 
     def run(self, progress: bool = True) -> CampaignSummary:
         """Run rounds until a stop rule holds (or, for ask/tell, until a batch awaits results)."""
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        from .progress import progress_bar
 
-        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-        with Progress(*columns, disable=not progress, transient=False) as bar:
+        with progress_bar(progress) as bar:
             task = bar.add_task(self.spec.name, total=self.spec.stop.budget)
             while True:
                 summary = self.summary(top=1, recall=False)

@@ -130,21 +130,14 @@ def build_shards(
 ) -> "ShardedPool":
     """Run `make_shard(i)` (which calls `write_shard(root, i, ...)`) for every shard not yet
     finished, write the manifest and open the pool. Re-running after a kill keeps finished shards."""
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-    )
+    from .progress import progress_bar
 
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     for stale in root.glob(".tmp-*"):
         shutil.rmtree(stale, ignore_errors=True)
     todo = sorted(set(range(n_shards)) - finished_shards(root))
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, disable=not progress) as bar:
+    with progress_bar(progress) as bar:
         task = bar.add_task("shards", total=n_shards, completed=n_shards - len(todo))
         for _ in (mapper or process_mapper())(make_shard, todo):
             bar.advance(task)

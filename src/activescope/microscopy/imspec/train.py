@@ -19,7 +19,7 @@ import torch
 
 from activescope.engine.errors import DataError
 from activescope.microscopy.imspec.models import ImSpec, ImSpecShape
-from activescope.microscopy.nets.kinded import load_kinded, restore, save_kinded
+from activescope.microscopy.nets.kinded import load_shaped, save_kinded
 
 PREDICT_BATCH = 4096
 """Rows per forward pass when predicting."""
@@ -149,9 +149,4 @@ def save_imspec(path: str | Path, trained: TrainedImSpec) -> Path:
 
 def load_imspec(path: str | Path) -> tuple[ImSpec, dict[str, Any]]:
     """(model in eval mode, card); DataError for a missing, corrupt or other-kind file."""
-    tensors, card = load_kinded(path, "imspec")
-    try:
-        shape = ImSpecShape(**card["shape"])
-    except (KeyError, TypeError):
-        raise DataError(f"{path}: the model card has no valid im2spec shape") from None
-    return restore(ImSpec(shape), tensors, path), card
+    return load_shaped(path, "imspec", ImSpecShape, ImSpec, "im2spec")

@@ -19,7 +19,7 @@ import torch
 
 from activescope.engine.errors import DataError
 from activescope.microscopy.ivae.models import IVAE, IVAEShape
-from activescope.microscopy.nets.kinded import load_kinded, restore, save_kinded
+from activescope.microscopy.nets.kinded import load_shaped, save_kinded
 
 EMBED_BATCH = 4096
 """Patches per forward pass when embedding."""
@@ -155,9 +155,4 @@ def save_ivae(path: str | Path, trained: TrainedIVAE) -> Path:
 
 def load_ivae(path: str | Path) -> tuple[IVAE, dict[str, Any]]:
     """(model in eval mode, card); DataError for a missing, corrupt or other-kind file."""
-    tensors, card = load_kinded(path, "ivae")
-    try:
-        shape = IVAEShape(**card["shape"])
-    except (KeyError, TypeError):
-        raise DataError(f"{path}: the model card has no valid invariant-VAE shape") from None
-    return restore(IVAE(shape), tensors, path), card
+    return load_shaped(path, "ivae", IVAEShape, IVAE, "invariant-VAE")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from importlib.metadata import version
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -74,3 +75,16 @@ def restore(module: torch.nn.Module, tensors: dict[str, torch.Tensor], path: str
     except RuntimeError as err:
         raise DataError(f"checkpoint {path} does not match its architecture: {str(err).strip().splitlines()[0]}") from None
     return module.eval()
+
+
+def load_shaped(path: str | Path, kind: str, shape_type: Callable[..., Any], model_type: Callable[[Any], torch.nn.Module],
+                what: str) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """(model in eval mode, card) of a `kind` checkpoint whose card holds the architecture under
+    "shape": `model_type(shape_type(**card["shape"]))` with the stored weights. DataError for a
+    missing, corrupt or other-kind file, or a card without a valid `what` shape."""
+    tensors, card = load_kinded(path, kind)
+    try:
+        shape = shape_type(**card["shape"])
+    except (KeyError, TypeError):
+        raise DataError(f"{path}: the model card has no valid {what} shape") from None
+    return restore(model_type(shape), tensors, path), card
