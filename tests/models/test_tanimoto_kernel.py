@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from activescope.models.kernels import TanimotoKernel, count_intersection
+from activescope.models.gp import GPSurrogate
+from activescope.models.kernels import COUNT_LEVELS_MIN_ROWS, TanimotoKernel, count_intersection, pool_count_levels
 
 
 def kernel_values(a, b) -> np.ndarray:
@@ -71,3 +72,39 @@ def test_non_integer_pool_values_where_training_rows_count_fall_back_to_the_exac
     unused = np.flatnonzero(~(train > 0).any(0))
     pool[0, column], pool[1, unused[0]] = 1.0, 0.25  # fractional where no training row counts: min is 0 there
     assert np.allclose(count_intersection(torch.tensor(pool), torch.tensor(train)).numpy(), np.minimum(pool[:, None], train[None]).sum(-1))
+
+
+def count_pool(seed: int, rows: int = COUNT_LEVELS_MIN_ROWS + 900, columns: int = 40) -> np.ndarray:
+    """A float32 pool whose last `columns` are sparse counts, behind a dense block (like the
+    Morgan block of a pool with other descriptors before it)."""
+    rng = np.random.default_rng(seed)
+    return np.hstack([rng.normal(size=(rows, 3)), rng.poisson(0.4, size=(rows, columns))]).astype(np.float32)
+
+
+def fitted_tanimoto_gp(pool: np.ndarray) -> GPSurrogate:
+    model = GPSurrogate(kernel="tanimoto", columns="counts", fit_iters=20, batch_rows=1000)
+    model.use_feature_blocks({"counts": slice(3, pool.shape[1])})
+    rows = np.random.default_rng(5).choice(len(pool), 80, replace=False)
+    return model.fit(pool[rows], pool[rows, 3:].sum(1) + np.sin(pool[rows, 3]))
+
+
+def test_a_large_pool_is_predicted_from_cached_count_levels_exactly_as_batch_by_batch():
+    pool = count_pool(0)
+    model = fitted_tanimoto_gp(pool)
+    mean, variance = model.predict(pool)  # >= COUNT_LEVELS_MIN_ROWS rows: the cached levels
+    assert pool_count_levels(pool[:, 3:], 1000) is pool_count_levels(pool[:, 3:], 1000) is not None
+    pieces = [model.predict(pool[start:start + 1000]) for start in range(0, len(pool), 1000)]  # small: the kernel
+    assert np.allclose(mean, np.concatenate([p[0] for p in pieces]), rtol=1e-5, atol=1e-5)
+    assert np.allclose(variance, np.concatenate([p[1] for p in pieces]), rtol=1e-4, atol=1e-6)
+    assert mean.std() > 0.1 and (variance > 0).all()
+
+
+def test_the_count_level_cache_follows_the_array_and_refuses_fractions():
+    first, second = count_pool(1), count_pool(2)
+    assert pool_count_levels(first[:, 3:], 1000) is not pool_count_levels(second[:, 3:], 1000)
+    model = fitted_tanimoto_gp(second)
+    expected = model.predict(second[:2000])[0]
+    assert np.allclose(model.predict(second)[0][:2000], expected, atol=1e-5)  # the second pool's own levels
+    assert pool_count_levels(first[:100, 3:], 1000) is None  # small blocks are computed directly
+    second[0, 3] = 0.5
+    assert pool_count_levels(second[:, 3:].copy(), 1000) is None  # not integer counts: the general path

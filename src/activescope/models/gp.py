@@ -30,7 +30,7 @@ from ..engine.errors import DataError
 from ..engine.registry import register_model
 from ._torch import PREDICT_BATCH_ROWS, Scaler, check_prediction_input, check_training_data, choose_device, row_batches
 from .base import ColumnSelection, ModelOptions, Positive, check_options
-from .kernels import TanimotoKernel
+from .kernels import CountLevels, TanimotoKernel, pool_count_levels, tanimoto_from_intersection
 
 EXACT_SOLVE_UP_TO = 4096
 """Training-set size up to which the posterior caches use Cholesky (beyond it GPyTorch uses Lanczos)."""
@@ -194,7 +194,10 @@ class GPSurrogate(ColumnSelection):
         X = self._checked(X)
         mean = np.empty(len(X))
         variance = np.empty(len(X))
+        levels = self._pool_levels(X)
         with torch.no_grad():
+            if levels is not None:
+                return self._predict_counts(levels, mean, variance)
             for rows in row_batches(len(X), self.batch_rows):
                 z = model.latent(self._inputs(X[rows]))
                 cross = model.covar_module(z, cache.train_latent).to_dense()
@@ -202,6 +205,33 @@ class GPSurrogate(ColumnSelection):
                 mean[rows] = (model.mean_module(z) + cross @ cache.mean_weights).cpu().numpy()
                 explained = (cross.float() @ cache.root_inverse_f32).square().sum(-1).double()
                 variance[rows] = (prior_var - explained).clamp_min(1e-10).cpu().numpy()
+        return self._unscale(mean, variance)
+
+    def _pool_levels(self, X_block: np.ndarray) -> CountLevels | None:
+        """The cached count levels of a large block for the plain Tanimoto GP (constant mean, raw
+        counts), else None: the general path below serves every other case."""
+        if self.kernel != "tanimoto" or self.mean != "constant" or self._model.feature_extractor is not None:
+            return None
+        return pool_count_levels(X_block, self.batch_rows)
+
+    def _predict_counts(self, levels: CountLevels, mean: np.ndarray, variance: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """`predict` on a pool's cached count levels: per batch one sparse product gives the
+        intersections with the training rows, so no batch is copied, scaled or scanned again.
+        The prior variance is the outputscale (a Tanimoto self-similarity is 1)."""
+        model, cache = self._fitted()
+        train = cache.train_latent.cpu().numpy()
+        train_levels = levels.train_indicators(train)
+        train_totals = torch.as_tensor(train.sum(axis=1), dtype=torch.float32)
+        outputscale = float(model.covar_module.outputscale.item())
+        constant = float(model.mean_module.constant.item())
+        weights = cache.mean_weights.cpu()
+        for batch, rows in enumerate(row_batches(len(mean), self.batch_rows)):
+            intersection = levels.batches[batch] @ train_levels
+            total = torch.as_tensor(levels.totals[rows], dtype=torch.float32).unsqueeze(-1) + train_totals
+            cross = outputscale * tanimoto_from_intersection(intersection, total)
+            mean[rows] = (constant + cross.double() @ weights).numpy()
+            explained = (cross @ cache.root_inverse_f32.cpu()).square().sum(-1).double()
+            variance[rows] = (outputscale - explained).clamp_min(1e-10).numpy()
         return self._unscale(mean, variance)
 
     def predict_joint(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

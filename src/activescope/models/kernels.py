@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import warnings
+import weakref
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -35,13 +37,16 @@ class TanimotoKernel(Kernel):
             intersection = count_intersection(x1, x2)
         if intersection is None and _is_binary(x2) and _is_binary(x1):  # batched bits
             intersection = x1 @ x2.transpose(-1, -2)
-        if intersection is not None:
-            union = total - intersection
-        else:
-            l1_distance = torch.cdist(x1, x2, p=1)
-            union = 0.5 * (total + l1_distance)
-            intersection = 0.5 * (total - l1_distance)
-        return torch.where(union > 0, intersection / union.clamp_min(1e-30), torch.ones_like(union))
+        if intersection is None:
+            intersection = 0.5 * (total - torch.cdist(x1, x2, p=1))
+        return tanimoto_from_intersection(intersection, total)
+
+
+def tanimoto_from_intersection(intersection: torch.Tensor, total: torch.Tensor) -> torch.Tensor:
+    """Tanimoto similarity from `sum min(x, z)` and `sum x + sum z` (same shape): the intersection
+    over the union `total - intersection`, 1 where both vectors are all zero."""
+    union = total - intersection
+    return torch.where(union > 0, intersection / union.clamp_min(1e-30), torch.ones_like(union))
 
 
 def _is_binary(x: torch.Tensor) -> bool:
@@ -52,25 +57,37 @@ def _is_integer(x: torch.Tensor) -> bool:
     return bool((x == torch.round(x)).all())
 
 
-_TRAIN_LEVELS: list[tuple[np.ndarray, np.ndarray, np.ndarray, int, torch.Tensor]] = []
-"""The last x2 seen by `count_intersection` (a copy) with its used columns, column positions, levels
-and level indicators: a prediction calls the kernel once per batch of rows with the same x2."""
+def _sparse_levels(row: np.ndarray, column: np.ndarray, counts: np.ndarray, offsets: np.ndarray,
+                   n_rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """Unary level indicators of the non-zero counts (row, column, counts; row-major order) of an
+    (n_rows, d) matrix in CSR form: the n_rows + 1 row offsets and, per unit of count, its position
+    offsets[column] + level - 1 (column c owns positions offsets[c] .. offsets[c + 1] - 1)."""
+    unit = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+    positions = np.repeat(offsets[column], counts) + unit
+    row_starts = np.concatenate([[0], np.cumsum(np.bincount(row, weights=counts, minlength=n_rows).astype(np.int64))])
+    return row_starts, positions
 
 
-def _train_levels(b_all: np.ndarray) -> tuple[np.ndarray, np.ndarray, int, torch.Tensor]:
-    """For integer counts b_all (m, d): the columns it uses, each column's position among them
-    (-1 if unused), the number of levels (its largest count) and the (columns x levels, m) float32
-    level indicators 1(b >= t); reused while the same values come back (compared exactly)."""
-    if _TRAIN_LEVELS and _TRAIN_LEVELS[0][0].shape == b_all.shape and np.array_equal(_TRAIN_LEVELS[0][0], b_all):
-        return _TRAIN_LEVELS[0][1:]
-    used = np.flatnonzero((b_all > 0).any(0))
-    position = np.full(b_all.shape[1], -1)
-    position[used] = np.arange(used.size)
-    b = b_all[:, used]
-    levels = int(b.max(initial=0))
-    indicators = (b[:, :, None] >= np.arange(1, levels + 1)).reshape(len(b), -1).T
-    _TRAIN_LEVELS[:] = [(b_all.copy(), used, position, levels, torch.as_tensor(np.ascontiguousarray(indicators), dtype=torch.float32))]
-    return used, position, levels, _TRAIN_LEVELS[0][4]
+def _dense_levels(counts: np.ndarray, offsets: np.ndarray) -> torch.Tensor:
+    """Dense (positions, m) float32 level indicators 1(count >= level) of integer counts (m, d),
+    each already capped at its column's number of positions."""
+    row, column = np.nonzero(counts)
+    values = counts[row, column].astype(np.int64)
+    row_starts, positions = _sparse_levels(row, column, values, offsets, len(counts))
+    dense = torch.zeros(int(offsets[-1]), len(counts), dtype=torch.float32)
+    dense[torch.as_tensor(positions), torch.as_tensor(np.repeat(np.arange(len(counts)), np.diff(row_starts)))] = 1.0
+    return dense
+
+
+def _csr(row_starts: np.ndarray, positions: np.ndarray, n_columns: int) -> torch.Tensor:
+    """A float32 torch CSR matrix of ones at sorted `positions` per row (`row_starts`: n + 1 offsets)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
+        warnings.filterwarnings("ignore", message="Sparse invariant checks are implicitly disabled")
+        return torch.sparse_csr_tensor(
+            torch.as_tensor(row_starts, dtype=torch.int64), torch.as_tensor(positions, dtype=torch.int64),
+            torch.ones(len(positions), dtype=torch.float32), size=(len(row_starts) - 1, n_columns), check_invariants=False,
+        )
 
 
 def count_intersection(x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor | None:
@@ -81,29 +98,87 @@ def count_intersection(x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor | Non
 
     Only the columns where x2 is non-zero matter; x1's level indicators there form a sparse
     (n, columns x levels) matrix with one entry per unit of count (a torch CSR tensor), x2's a small
-    dense one, reused across calls with the same x2 (`_train_levels`), so the cost is one pass over
-    x1 to find its non-zeros plus (count units in x1) x m, instead of n x m x d. The product is in
-    float32, exact for counts below 2^24. Inputs carry no gradient (the kernel has no parameters of
-    its own); the result is on x1's device and dtype.
+    dense one, so the cost is one pass over x1 to find its non-zeros plus (count units in x1) x m,
+    instead of n x m x d. The product is in float32, exact for counts below 2^24. Inputs carry no
+    gradient (the kernel has no parameters of its own); the result is on x1's device and dtype.
+    A pool predicted every round skips even the pass over x1: `pool_count_levels`.
     """
-    a_all = x1.detach().cpu().numpy()
-    used, position, levels, indicators = _train_levels(x2.detach().cpu().numpy())
-    if levels < 1:
-        return x1.new_zeros(len(x1), len(x2))
-    row, column = np.nonzero(a_all)  # the one pass over x1
-    keep = position[column] >= 0
+    a, b = x1.detach().cpu().numpy(), x2.detach().cpu().numpy()
+    caps = b.max(axis=0, initial=0).astype(np.int64)
+    offsets = np.concatenate([[0], np.cumsum(caps)])
+    row, column = np.nonzero(a)  # the one pass over x1
+    keep = caps[column] > 0
     row, column = row[keep], column[keep]
-    values = a_all[row, column]
+    values = a[row, column]
     if (values != np.round(values)).any():
         return None
-    counts = np.minimum(values, levels).astype(np.int64)
-    unit = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
-    starts = np.concatenate([[0], np.cumsum(np.bincount(row, weights=counts, minlength=len(a_all)).astype(np.int64))])
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
-        warnings.filterwarnings("ignore", message="Sparse invariant checks are implicitly disabled")
-        sparse_a = torch.sparse_csr_tensor(  # row-major non-zeros and increasing positions: sorted CSR indices
-            torch.as_tensor(starts), torch.as_tensor(np.repeat(position[column], counts) * levels + unit),
-            torch.ones(int(starts[-1]), dtype=torch.float32), size=(len(a_all), indicators.shape[0]), check_invariants=False,
-        )
-    return (sparse_a @ indicators).to(dtype=x1.dtype, device=x1.device)
+    row_starts, positions = _sparse_levels(row, column, np.minimum(values, caps[column]).astype(np.int64), offsets, len(a))
+    return (_csr(row_starts, positions, int(offsets[-1])) @ _dense_levels(b, offsets)).to(dtype=x1.dtype, device=x1.device)
+
+
+COUNT_LEVELS_MIN_ROWS = 4096
+"""Blocks with at least this many rows get a cached `CountLevels` (a campaign predicts the same
+pool every round); smaller ones, such as cross-validation folds, are cheap to compute directly."""
+
+
+@dataclass(frozen=True)
+class CountLevels:
+    """The unary level indicators of a large block of integer counts (a pool's fingerprints),
+    built once so that every later Tanimoto prediction against it is one sparse product per batch.
+
+    Column c owns positions offsets[c] .. offsets[c + 1] - 1, one per level up to its largest
+    count in the block. totals: the row sums (n,), float64; batches: one float32 CSR (rows,
+    positions) per `batch_rows` consecutive rows.
+    """
+
+    totals: np.ndarray
+    offsets: np.ndarray
+    batches: tuple[torch.Tensor, ...]
+
+    @classmethod
+    def build(cls, block: np.ndarray, batch_rows: int) -> "CountLevels | None":
+        """The levels of `block` (n, d), or None when it holds a negative or non-integer value."""
+        row, column = np.nonzero(block)
+        values = block[row, column]
+        if (values < 0).any() or (values != np.round(values)).any():
+            return None
+        counts = values.astype(np.int64)
+        caps = np.zeros(block.shape[1], dtype=np.int64)
+        np.maximum.at(caps, column, counts)
+        offsets = np.concatenate([[0], np.cumsum(caps)])
+        row_starts, positions = _sparse_levels(row, column, counts, offsets, len(block))
+        bounds = [(start, min(start + batch_rows, len(block))) for start in range(0, len(block), batch_rows)]
+        batches = tuple(_csr(row_starts[start:stop + 1] - row_starts[start], positions[row_starts[start]:row_starts[stop]],
+                             int(offsets[-1])) for start, stop in bounds)
+        return cls(block.sum(axis=1, dtype=np.float64), offsets, batches)
+
+    def train_indicators(self, train: np.ndarray) -> torch.Tensor:
+        """Dense (positions, m) float32 level indicators of integer counts `train` (m, d); levels
+        above the block's largest count in a column add nothing to a minimum with its rows."""
+        return _dense_levels(np.minimum(train, np.diff(self.offsets)), self.offsets)
+
+
+_POOL_LEVELS: list[tuple[weakref.ref, tuple, CountLevels | None]] = []
+"""The last large block `pool_count_levels` saw: a weak reference to the array owning its memory,
+the block's address, shape, strides and batch size, and its levels (None: not integer counts)."""
+
+
+def pool_count_levels(block: np.ndarray, batch_rows: int) -> CountLevels | None:
+    """`CountLevels` of `block` in batches of `batch_rows`, reused while the same block of the same
+    array comes back (the campaign's pool, whose features are never written after it is built), or
+    None when the block has fewer than `COUNT_LEVELS_MIN_ROWS` rows, is not integer counts, or
+    lives in memory that cannot be referenced weakly. The owning array is held weakly, so its
+    memory cannot be reused under the cache while the cache matches it."""
+    if len(block) < COUNT_LEVELS_MIN_ROWS:
+        return None
+    owner = block if block.base is None else block.base
+    key = (block.__array_interface__["data"][0], block.shape, block.strides, batch_rows)
+    if _POOL_LEVELS and _POOL_LEVELS[0][0]() is owner and _POOL_LEVELS[0][1] == key:
+        return _POOL_LEVELS[0][2]
+    try:
+        reference = weakref.ref(owner)
+    except TypeError:
+        return None
+    levels = CountLevels.build(block, batch_rows)
+    _POOL_LEVELS[:] = [(reference, key, levels)]
+    return levels
