@@ -6,7 +6,8 @@ protocol (50 random initial molecules, rounds of 10) on one pool holding the phy
 and Morgan-count blocks, so both strategies see the same molecules; `rf-ucb-morgan` uses only the
 Morgan columns (`columns: morgan`), which is the same model as the bench strategy's Morgan-only
 pool. `auto-top` and `auto-blend` are `auto` with the top-focused selection criteria (`criterion:
-cv_top`, `cv_blend`). Targets run one after another through `activescope.bench.run_bench` (one call
+cv_top`, `cv_blend`); `auto-ensemble` predicts with the mixture of the 3 best candidates whenever
+it cross-validates better than the best alone (`ensemble: 3`). Targets run one after another through `activescope.bench.run_bench` (one call
 per strategy, each strategy's runs in `<out>/<target>/results-<strategy>.csv`); the cross-target
 `summary.csv`, `summary.md` and `summary.png` (`report.targets.write_target_summary`, as for
 `activescope bench --targets`) are rewritten after every call from every results file under
@@ -48,6 +49,7 @@ STRATEGIES: dict[str, dict] = {
     "auto": {"model": {"kind": "auto"}, "acquisition": {"kind": "ucb", "beta": 2.0}},
     "auto-top": {"model": {"kind": "auto", "criterion": "cv_top"}, "acquisition": {"kind": "ucb", "beta": 2.0}},
     "auto-blend": {"model": {"kind": "auto", "criterion": "cv_blend"}, "acquisition": {"kind": "ucb", "beta": 2.0}},
+    "auto-ensemble": {"model": {"kind": "auto", "ensemble": 3}, "acquisition": {"kind": "ucb", "beta": 2.0}},
     "rf-ucb-morgan": {"model": {"kind": "rf", "max_depth": 8, "columns": "morgan"}, "acquisition": {"kind": "ucb", "beta": 2.0}},
 }
 

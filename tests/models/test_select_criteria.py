@@ -49,3 +49,43 @@ def test_top_focused_criteria_pick_the_block_that_finds_the_top(criterion, choic
 def test_select_rejects_a_bad_top_fraction():
     with pytest.raises(SpecError, match="top_fraction"):
         SelectSurrogate(candidates={"a": {"kind": "rf"}, "b": {"kind": "rf"}}, reward="cv_top", top_fraction=0.9)
+
+
+def additive_data(n: int = 150, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """y = a + b with a and b independent, each seen by one column: either column alone ranks y
+    only roughly, both together exactly."""
+    rng = np.random.default_rng(seed)
+    X = rng.uniform(size=(n, 2))
+    return X, X[:, 0] + X[:, 1]
+
+
+def test_an_ensemble_of_the_best_candidates_predicts_when_it_cross_validates_better():
+    X, y = additive_data()
+    model = AutoSurrogate(families=["rf"], ensemble=2)
+    model.use_feature_blocks({"a": slice(0, 1), "b": slice(1, 2)})
+    record = model.fit(X, y).round_record()
+    assert record["ensemble"]["score"] > max(record["rewards"].values())
+    assert sorted(record["predicting"]) == ["rf:a", "rf:b"] and model.hyperparameters()["ensemble_size"] == 2.0
+    mean, variance = model.predict(X[:20])
+    alone = [model.models[name].predict(X[:20]) for name in ("rf:a", "rf:b")]
+    assert np.allclose(mean, (alone[0][0] + alone[1][0]) / 2)
+    assert np.allclose(variance, (alone[0][1] + alone[1][1]) / 2 + (alone[0][0] - alone[1][0]) ** 2 / 4)
+    joint_mean, joint_cov = model.predict_joint(X[:5])
+    assert np.allclose(joint_mean, mean[:5]) and np.allclose(np.diag(joint_cov), variance[:5])
+    resumed = AutoSurrogate(families=["rf"], ensemble=2)
+    resumed.use_feature_blocks({"a": slice(0, 1), "b": slice(1, 2)})
+    resumed.set_state(model.get_state())
+    assert resumed.round_record()["predicting"] == record["predicting"]
+
+
+def test_without_ensemble_or_when_one_block_explains_everything_the_best_predicts_alone():
+    X, y = additive_data()
+    single = AutoSurrogate(families=["rf"])
+    single.use_feature_blocks({"a": slice(0, 1), "b": slice(1, 2)})
+    assert len(single.fit(X, y).round_record()["predicting"]) == 1 and "ensemble" not in single.round_record()
+    y_a = 3 * X[:, 0]  # only block a matters: averaging in block b's guesses scores worse
+    model = AutoSurrogate(families=["rf"], ensemble=2)
+    model.use_feature_blocks({"a": slice(0, 1), "b": slice(1, 2)})
+    record = model.fit(X, y_a).round_record()
+    assert record["predicting"] == ["rf:a"] and record["ensemble"]["score"] < record["rewards"]["rf:a"]
+    assert np.allclose(model.predict(X[:10])[0], model.models["rf:a"].predict(X[:10])[0])

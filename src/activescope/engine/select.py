@@ -36,6 +36,13 @@ Rewards (average reward per candidate is the running mean of its rewards):
 Every cross-validation records both scores per candidate (``cv_spearman`` and ``cv_top``) and the
 criterion that chose (``criterion``).
 
+Ensembles (``ensemble: k``, cv_* rewards): each cross-validation also scores the equal-weight mixture
+of the k best candidates, from the mean of their out-of-fold means, by the same criterion; when
+it scores higher than the best candidate alone, the k are fitted every fit until the next
+cross-validation, and predictions are their mixture: the mean of their means, and the mean of
+their variances plus the variance of their means (disagreement between the members counts as
+uncertainty). Candidates that score alike but err differently make a better surrogate together.
+
 Each round's choice, rewards, averages and the candidates' posterior summaries are exposed by
 `round_record()`, which the campaign stores with the round; the bandit's state and the
 candidates' states travel in `get_state()`, so a resumed run continues where it stopped.
@@ -74,6 +81,8 @@ class SelectOptions(BaseModel):
     cv_folds: int = Field(3, ge=2, description="cv_*: folds of the cross-validation")
     cv_every: int = Field(5, ge=1, description="cv_*: after warm-up, cross-validate every this many fits")
     top_fraction: float = Field(0.1, gt=0, le=0.5, description="cv_top, cv_blend: the measured top fraction to recall")
+    ensemble: int = Field(1, ge=1, description="cv_*: predict with the mixture of this many best candidates when it "
+                       "cross-validates better than the best alone (1: the best alone)")
     seed: int = Field(0, description="seeds the policy's random choices")
 
     @model_validator(mode="after")
@@ -136,12 +145,13 @@ class SelectSurrogate:
         cv_folds: int = 3,
         cv_every: int = 5,
         top_fraction: float = 0.1,
+        ensemble: int = 1,
         seed: int = 0,
     ) -> None:
         try:
             options = SelectOptions(candidates=candidates, policy=policy, epsilon=epsilon, temperature=temperature,
                                     reward=reward, warmup=warmup, cv_folds=cv_folds, cv_every=cv_every,
-                                    top_fraction=top_fraction, seed=seed)  # fmt: skip
+                                    top_fraction=top_fraction, ensemble=ensemble, seed=seed)  # fmt: skip
         except ValidationError as err:
             raise SpecError(f"model.{format_validation_error(err)}") from None
         vars(self).update(options.model_dump(exclude={"candidates"}))
@@ -158,6 +168,7 @@ class SelectSurrogate:
         self.history: list[float] = []  # median posterior std of every scored fit (uncertainty reward)
         self.n_fits = 0
         self.chosen = 0
+        self.members: list[int] = []  # the ensemble's candidates, best first, while one is in use
         self._n_train = 0
         self._train_rows: set[bytes] = set()
         self._pending: list[int] = []  # candidates fitted and awaiting their uncertainty score
@@ -205,16 +216,35 @@ class SelectSurrogate:
         """Whether the current fit cross-validates every candidate (cv_* rewards)."""
         return self.reward in CV_REWARDS and (self.in_warmup or (self.n_fits - self.warmup) % self.cv_every == 0)
 
-    def _cross_validate(self, index: int, X: np.ndarray, y: np.ndarray) -> dict[str, float]:
-        """Scores of candidate `index`'s out-of-fold means against y (`cv_spearman`, `cv_top`), from
-        fresh copies fitted on the other folds (measured rows only; folds drawn from seed and fit)."""
+    def _out_of_fold(self, index: int, X: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Candidate `index`'s out-of-fold means (n,), from fresh copies fitted on the other folds
+        (measured rows only; folds drawn from seed and fit)."""
         folds = np.random.default_rng([self.seed, self.n_fits]).permutation(len(y)) % self.cv_folds
         held_out = np.empty(len(y))
         for fold in range(self.cv_folds):
             test = folds == fold
             held_out[test] = self._build(self.names[index]).fit(X[~test], y[~test]).predict(X[test])[0]
+        return held_out
+
+    def _scores(self, held_out: np.ndarray, y: np.ndarray) -> dict[str, float]:
+        """Every cv_* score of out-of-fold means against the measured values y."""
         scores = {"cv_spearman": spearman(held_out, y), "cv_top": top_recall(held_out, y, self.top_fraction)}
         return scores | {"cv_blend": (scores["cv_spearman"] + scores["cv_top"]) / 2}
+
+    def _ensemble_members(self, held_out: list[np.ndarray], y: np.ndarray) -> list[int]:
+        """The `ensemble` best candidates when the mean of their out-of-fold means scores higher
+        than the best candidate alone (recorded as ``ensemble``), else none."""
+        if self.ensemble < 2:
+            return []
+        best = [int(i) for i in np.argsort(-self.average, kind="stable")[: self.ensemble]]
+        score = self._scores(np.mean([held_out[i] for i in best], axis=0), y)[self.reward]
+        self._record["ensemble"] = {"members": [self.names[i] for i in best], "score": score}
+        return best if score > self.average[best[0]] else []
+
+    def _active(self) -> list[int]:
+        """The candidates that predict: the ensemble when one is in use and led by the chosen
+        candidate, else the chosen candidate alone."""
+        return self.members if self.members and self.members[0] == self.chosen else [self.chosen]
 
     def _reward(self, index: int, value: float) -> None:
         self.average[index] = (self.average[index] * self.counts[index] + value) / (self.counts[index] + 1)
@@ -254,13 +284,15 @@ class SelectSurrogate:
         scored_before = self.reward == "log_likelihood" and 0 < self._n_train < len(y)
         fitting = range(len(self.names)) if self.in_warmup and self.reward not in CV_REWARDS else None
         if self.cross_validating and len(y) >= 2 * self.cv_folds:
-            scores = [self._cross_validate(i, X, y) for i in range(len(self.names))]
+            held_out = [self._out_of_fold(i, X, y) for i in range(len(self.names))]
+            scores = [self._scores(h, y) for h in held_out]
             self.average[:] = [score[self.reward] for score in scores]
             self.counts += 1
             self._record |= {"phase": "cross-validation", "criterion": self.reward,
                              "rewards": {name: score[self.reward] for name, score in zip(self.names, scores)}}  # fmt: skip
             for key in ("cv_spearman", "cv_top"):
                 self._record[key] = {name: score[key] for name, score in zip(self.names, scores)}
+            self.members = self._ensemble_members(held_out, y)
         if scored_before:
             previous = list(range(len(self.names))) if self.n_fits - 1 <= self.warmup else [self.chosen]
             scores = {i: self._log_likelihood(i, X, y) for i in previous}
@@ -269,7 +301,7 @@ class SelectSurrogate:
             self._record["log_likelihood"] = {self.names[i]: s for i, s in scores.items()}
         if fitting is None:
             self.chosen = self._choose(rng)
-            fitting = [self.chosen]
+            fitting = self._active()
         elif self.reward == "log_likelihood":
             self.chosen = int(np.argmax(self.average))
         for i in fitting:
@@ -301,28 +333,42 @@ class SelectSurrogate:
         return predictions[self.chosen]
 
     def predict(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The chosen candidate's posterior mean and latent variance (target units)."""
+        """The chosen candidate's posterior mean and latent variance (target units), or the
+        ensemble's mixture of them."""
         if self._pending:
             return self._score_uncertainty(X)
-        return self.models[self.names[self.chosen]].predict(X)
+        predictions = [self.models[self.names[i]].predict(X) for i in self._active()]
+        if len(predictions) == 1:
+            return predictions[0]
+        means, variances = np.stack([p[0] for p in predictions]), np.stack([p[1] for p in predictions])
+        return means.mean(axis=0), variances.mean(axis=0) + means.var(axis=0)
 
     def predict_joint(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The chosen candidate's joint posterior (independent variances if it has none)."""
-        model = self.models[self.names[self.chosen]]
-        if hasattr(model, "predict_joint"):
-            return model.predict_joint(X)
-        mean, variance = model.predict(X)
-        return mean, np.diag(variance)
+        """The chosen candidate's joint posterior (independent variances if it has none), or the
+        ensemble's mixture: mean of the means, mean of the covariances plus that of the means."""
+        joints = []
+        for i in self._active():
+            model = self.models[self.names[i]]
+            if hasattr(model, "predict_joint"):
+                joints.append(model.predict_joint(X))
+            else:
+                mean, variance = model.predict(X)
+                joints.append((mean, np.diag(variance)))
+        means = np.stack([mean for mean, _ in joints])
+        spread = means - means.mean(axis=0)
+        return means.mean(axis=0), np.mean([cov for _, cov in joints], axis=0) + spread.T @ spread / len(joints)
 
     def hyperparameters(self) -> dict[str, float]:
-        """The chosen candidate's index (`choice`) and its hyperparameters (prefixed `chosen.`)."""
+        """The chosen candidate's index (`choice`), how many candidates predict (`ensemble_size`: 1, or
+        the ensemble's size) and the chosen one's hyperparameters (prefixed `chosen.`)."""
         chosen = self.models[self.names[self.chosen]].hyperparameters()
-        return {"choice": float(self.chosen)} | {f"chosen.{k}": float(v) for k, v in chosen.items()}
+        return {"choice": float(self.chosen), "ensemble_size": float(len(self._active()))} | {f"chosen.{k}": float(v) for k, v in chosen.items()}
 
     def round_record(self) -> dict[str, Any]:
-        """JSON-ready record of the latest fit: phase, choice, this fit's rewards, average
-        rewards and counts per candidate, median std / log likelihood scores, and the
-        posterior summaries of candidates that expose one (`posterior_summary()`)."""
+        """JSON-ready record of the latest fit: phase, choice, the candidates that predict
+        (`predicting`: the choice, or the ensemble), this fit's rewards, average rewards and counts
+        per candidate, median std / log likelihood scores, and the posterior summaries of
+        candidates that expose one (`posterior_summary()`)."""
         posteriors = {}
         for name, model in self.models.items():
             if hasattr(model, "posterior_summary"):
@@ -332,6 +378,7 @@ class SelectSurrogate:
                     continue
         return self._record | {
             "choice": self.names[self.chosen],
+            "predicting": [self.names[i] for i in self._active()],
             "average_reward": dict(zip(self.names, map(float, self.average))),
             "counts": dict(zip(self.names, map(int, self.counts))),
             "posteriors": posteriors,
@@ -347,7 +394,7 @@ class SelectSurrogate:
                 except RuntimeError:  # a candidate never fitted has no state
                     continue
         bandit = {"counts": self.counts.tolist(), "average": self.average.tolist(), "history": self.history,
-                  "n_fits": self.n_fits, "chosen": self.chosen, "n_train": self._n_train}  # fmt: skip
+                  "n_fits": self.n_fits, "chosen": self.chosen, "members": self.members, "n_train": self._n_train}  # fmt: skip
         return json.dumps({"bandit": bandit, "models": states, "candidates": self.sections}).encode()
 
     def set_state(self, state: bytes) -> None:
@@ -356,6 +403,7 @@ class SelectSurrogate:
         bandit = data["bandit"]
         self.counts, self.average = np.asarray(bandit["counts"]), np.asarray(bandit["average"])
         self.history, self.n_fits, self.chosen, self._n_train = bandit["history"], bandit["n_fits"], bandit["chosen"], bandit["n_train"]
+        self.members = bandit.get("members", [])
         for name, blob in data["models"].items():
             if name in self.models and hasattr(self.models[name], "set_state"):
                 self.models[name].set_state(base64.b64decode(blob))

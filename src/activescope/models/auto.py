@@ -15,8 +15,9 @@ Which blocks are counts is read from the measured rows' features at the first fi
 block names, so the engine needs no chemistry. The candidates are then chosen among by a
 cross-validated `criterion` on the measured points only, re-evaluated in each warm-up fit and every
 `cv_every` fits after (see `engine.select`): ``cv_spearman`` (default), the k-fold rank correlation;
-``cv_top``, the k-fold recall of the measured top `top_fraction`; ``cv_blend``, their mean. Every
-choice and score goes to the run store as the round's record, and the report draws them.
+``cv_top``, the k-fold recall of the measured top `top_fraction`; ``cv_blend``, their mean. With
+`ensemble: k` the mixture of the k best candidates is scored too and predicts when it scores higher.
+Every choice and score goes to the run store as the round's record, and the report draws them.
 """
 
 from __future__ import annotations
@@ -51,6 +52,8 @@ class AutoOptions(BaseModel):
         "cv_spearman", description="cross-validated score that picks the candidate (see engine.select)"
     )
     top_fraction: float = Field(0.1, gt=0, le=0.5, description="cv_top, cv_blend: the measured top fraction to recall")
+    ensemble: int = Field(1, ge=1, description="predict with the mixture of this many best candidates when it "
+                       "cross-validates better than the best alone (1: the best alone)")
     epsilon: float = Field(0.0, ge=0, le=1, description="probability of trying a random candidate instead of the best")
     gp_iters: int = Field(30, ge=1, description="Adam steps of a fresh GP fit (cross-validation copies included)")
     seed: int = Field(0, description="seeds the folds, the forests and the networks")
@@ -89,7 +92,8 @@ class AutoSurrogate(SelectSurrogate):
 
     Options: families (default rf, gp, tanimoto), blocks (default all), max_gp_columns (128),
     cv_folds (3), cv_every (5), warmup (1), criterion (cv_spearman), top_fraction (0.1),
-    epsilon (0), gp_iters (30), seed.
+    ensemble (1: the best candidate alone; k: the mixture of the k best when it cross-validates
+    better, see `engine.select`), epsilon (0), gp_iters (30), seed.
     """
 
     def __init__(
@@ -102,6 +106,7 @@ class AutoSurrogate(SelectSurrogate):
         warmup: int = 1,
         criterion: str = "cv_spearman",
         top_fraction: float = 0.1,
+        ensemble: int = 1,
         epsilon: float = 0.0,
         gp_iters: int = 30,
         seed: int = 0,
@@ -110,7 +115,7 @@ class AutoSurrogate(SelectSurrogate):
         self.auto_options = options
         vars(self).update(policy="epsilon_greedy", epsilon=options["epsilon"], temperature=1.0, reward=options["criterion"],
                           warmup=options["warmup"], cv_folds=options["cv_folds"], cv_every=options["cv_every"],
-                          top_fraction=options["top_fraction"], seed=options["seed"])  # fmt: skip
+                          top_fraction=options["top_fraction"], ensemble=options["ensemble"], seed=options["seed"])  # fmt: skip
         self._set_candidates({})
         self._pool_blocks: dict[str, slice] = {}
 

@@ -167,8 +167,8 @@ def pool_count_levels(block: np.ndarray, batch_rows: int) -> CountLevels | None:
     """`CountLevels` of `block` in batches of `batch_rows`, reused while the same block of the same
     array comes back (the campaign's pool, whose features are never written after it is built), or
     None when the block has fewer than `COUNT_LEVELS_MIN_ROWS` rows, is not integer counts, or
-    lives in memory that cannot be referenced weakly. The owning array is held weakly, so its
-    memory cannot be reused under the cache while the cache matches it."""
+    lives in memory that cannot be referenced weakly. The array owning the memory is held weakly:
+    once it is freed its reference is dead and nothing at its address is served from the cache."""
     if len(block) < COUNT_LEVELS_MIN_ROWS:
         return None
     owner = block if block.base is None else block.base
