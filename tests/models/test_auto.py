@@ -24,20 +24,22 @@ FAST = {"gp_iters": 8, "cv_every": 2}
 
 def synthetic_pool(target: str, n: int = 160, seed: int = 0) -> Pool:
     """Two blocks: `desc` (6 dense descriptors) and `bits` (48 count columns). target "bits": a
-    weighted sum of counts; "desc": a smooth function of two descriptors."""
+    weighted sum of counts; "desc": a smooth function of two descriptors; "both": their sum."""
     rng = np.random.default_rng(seed)
     desc = rng.normal(size=(n, 6)).astype(np.float32)
     bits = rng.poisson(0.5, size=(n, 48)).astype(np.float32)
-    y = bits @ rng.normal(size=48) if target == "bits" else np.sin(2 * desc[:, 0]) + desc[:, 1] ** 2
+    parts = {"bits": bits @ rng.normal(size=48), "desc": np.sin(2 * desc[:, 0]) + desc[:, 1] ** 2}
+    y = parts["bits"] + parts["desc"] if target == "both" else parts[target]
     return Pool(ids=[f"m{i}" for i in range(n)], X=np.hstack([desc, bits]), labels=pd.DataFrame({"y": y}),
                 feature_kinds={"desc": slice(0, 6), "bits": slice(6, 54)})  # fmt: skip
 
 
-def spec(steps: int = 3, criterion: str = "cv_spearman") -> dict:
+def spec(steps: int = 3, criterion: str = "cv_spearman", ensemble: int = 1) -> dict:
     return {
         "name": "auto-test", "seed": 1,
         "target": {"column": "y", "goal": "maximize"},
-        "model": {"kind": "auto", "families": ["rf", "tanimoto"], "criterion": criterion, **FAST}, "acquisition": {"kind": "ucb", "q": 4, "beta": 2.0},
+        "model": {"kind": "auto", "families": ["rf", "tanimoto"], "criterion": criterion, "ensemble": ensemble, **FAST},
+        "acquisition": {"kind": "ucb", "q": 4, "beta": 2.0},
         "initial": {"n": 24}, "stop": {"budget": 24 + 4 * steps},
     }  # fmt: skip
 
@@ -153,3 +155,18 @@ def test_cross_target_summary_has_sd_top100_and_blank_cells_for_missing_runs(tmp
     assert "| rf | 0.100 | – | – |" in text  # rf ran on A only: no B cell, no mean
     assert "| A (max) | auto | 2 | 0.300 ± 0.141 | 0.400 ± 0.141 | 1.00 |" in text
     assert (tmp_path / "summary.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_report_shows_the_ensemble_score_and_members_of_each_cross_validation(tmp_path):
+    pool = synthetic_pool("both")  # each block explains part of the target
+    with Campaign.create(tmp_path / "r", spec(ensemble=2), pool=pool) as campaign:
+        campaign.run(progress=False)
+        rounds = campaign.store.rounds()
+    validated = [r for r in rounds["record"].dropna() if r["phase"] == "cross-validation"]
+    table = cross_validation_table(selection_records(rounds))
+    assert table["ensemble"].tolist() == [round(r["ensemble"]["score"], 3) for r in validated]
+    assert table["predicting"].tolist() == [" + ".join(r["predicting"]) for r in validated]
+    for record in validated:  # the mixture predicts exactly when it out-scores the best alone
+        assert (len(record["predicting"]) == 2) == (record["ensemble"]["score"] > max(record["rewards"].values()))
+    assert any(len(record["predicting"]) == 2 for record in validated)
+    assert "ensemble" in section(rounds, lambda name, figure, caption: f"<figure>{name}</figure>")

@@ -34,6 +34,11 @@ def rewards_figure(records: pd.DataFrame) -> Figure:
         left.plot(rounds, [r["average_reward"][name] for r in records["record"]], marker=".", label=name)
     chosen = np.array([names.index(r["choice"]) for r in records["record"]])
     right.scatter(rounds, chosen, s=12, c=chosen, cmap="tab10", vmin=0, vmax=9)
+    joined = [(round_, names.index(name)) for round_, r in zip(rounds, records["record"])
+              for name in r.get("predicting", [])[1:]]  # fmt: skip
+    if joined:  # ensemble members beside the chosen candidate: hollow markers
+        right.scatter(*zip(*joined), s=16, facecolors="none", edgecolors="0.3", linewidths=0.8, label="in the ensemble")
+        right.legend(fontsize=8)
     right.set_yticks(range(len(names)), names)
     warmup = rounds[[r.get("phase") == "warmup" for r in records["record"]]]
     validated = rounds[[r.get("phase") == "cross-validation" for r in records["record"]]]
@@ -62,9 +67,16 @@ CRITERIA = {
 
 def cross_validation_table(records: pd.DataFrame) -> pd.DataFrame:
     """One row per round that cross-validated the candidates: round, each candidate's score under
-    the criterion that chose (out-of-fold, measured data only) and the candidate chosen."""
-    rows = [{"round": int(round_), **{k: round(float(v), 3) for k, v in record["rewards"].items()}, "chosen": record["choice"]}
-            for round_, record in zip(records["round"], records["record"]) if record.get("phase") == "cross-validation"]  # fmt: skip
+    the criterion that chose (out-of-fold, measured data only), the candidate chosen and, for runs
+    with `ensemble: k`, the score of the k best candidates' mixture and who predicts."""
+    rows = []
+    for round_, record in zip(records["round"], records["record"]):
+        if record.get("phase") != "cross-validation":
+            continue
+        row = {"round": int(round_), **{k: round(float(v), 3) for k, v in record["rewards"].items()}, "chosen": record["choice"]}
+        if "ensemble" in record:
+            row |= {"ensemble": round(float(record["ensemble"]["score"]), 3), "predicting": " + ".join(record["predicting"])}
+        rows.append(row)
     return pd.DataFrame(rows)
 
 
