@@ -11,7 +11,7 @@ it cross-validates better than the best alone (`ensemble: 3`). Targets run one a
 per strategy, each strategy's runs in `<out>/<target>/results-<strategy>.csv`); the cross-target
 `summary.csv`, `summary.md` and `summary.png` (`report.targets.write_target_summary`, as for
 `activescope bench --targets`) are rewritten after every call from every results file under
-`<out>`, so a stopped run keeps what finished, several processes may share `<out>`, and a rerun
+`<out>`, with `choices.{csv,md}` (which candidates drove each target's batches), so a stopped run keeps what finished, several processes may share `<out>`, and a rerun
 resumes the unfinished campaigns.
 
     python benchmarks/auto_bench.py --seeds 3 --out bench-out/auto                    # full pool, 500
@@ -36,6 +36,7 @@ from activescope.bench import headline_spec, run_bench
 from activescope.chem.qm9 import QM9_GOALS
 from activescope.engine.pool import build_pool
 from activescope.engine.spec import parse_spec
+from activescope.engine.store import Store
 from activescope.report.targets import write_target_summary
 
 TARGETS = QM9_GOALS
@@ -63,6 +64,32 @@ def summarise(out: Path, goals: dict[str, str], truths: dict[str, np.ndarray]) -
     results = pd.concat(parts, ignore_index=True)
     done = {t: goals[t] for t in goals if t in set(results["target"])}
     return write_target_summary(results, done, truths, out)
+
+
+def write_choices(out: Path, goals: dict[str, str]) -> pd.DataFrame:
+    """How often each candidate drove a batch, per target and selecting strategy, summed over the
+    finished seeds under `out` (from the rounds' records): `choices.csv` and `choices.md`. A
+    round predicted by an ensemble (`ensemble: k`) counts under its members joined by "+"."""
+    rows = []
+    for target in goals:
+        for run_dir in sorted((out / target).glob("*/seed*")):
+            with Store.open(run_dir) as store:
+                records = store.rounds()["record"].dropna()
+            for record in records:
+                if "choice" in record:
+                    rows.append({"target": target, "strategy": run_dir.parent.name, "seed": run_dir.name,
+                                 "predicting": "+".join(record.get("predicting", [record["choice"]]))})  # fmt: skip
+    if not rows:
+        return pd.DataFrame()
+    counts = pd.DataFrame(rows).groupby(["target", "strategy"]).agg(
+        seeds=("seed", "nunique"), rounds=("predicting", "size"),
+        predicting=("predicting", lambda names: ", ".join(f"{n} {c}" for n, c in names.value_counts().items())),
+    ).reset_index()
+    counts.to_csv(out / "choices.csv", index=False)
+    lines = ["| target | strategy | seeds | modelled rounds | predicting (rounds) |", "|---|---|---|---|---|"]
+    lines += [f"| {r.target} | {r.strategy} | {r.seeds} | {r.rounds} | {r.predicting} |" for r in counts.itertuples()]
+    (out / "choices.md").write_text("\n".join(lines) + "\n")
+    return counts
 
 
 def main() -> None:
@@ -100,6 +127,7 @@ def main() -> None:
             results = run_bench(spec, {name: overrides}, list(range(args.seeds)), folder, progress=False, pool=pool)
             results.to_csv(folder / f"results-{name}.csv", index=False)
             summarise(args.out, goals, truths)
+        write_choices(args.out, goals)
         print(f"{target} done (pid {os.getpid()})", flush=True)
     print((args.out / "summary.md").read_text())
 

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from activescope.engine.pool import build_pool
-from activescope.models import kernels
+from activescope.models import _pool_cache, kernels
 from activescope.models._torch import row_batches
 from activescope.models.gp import GPSurrogate
 
@@ -71,7 +71,7 @@ def main() -> None:
     print("split of one cached prediction: " + ", ".join(f"{name} {spent:.2f} s" for name, spent in split.items()))
 
     copy = np.array(X[: args.general_rows])
-    kernels.COUNT_LEVELS_MIN_ROWS = len(X) + 1  # no block is cached from here on: the kernel on each batch
+    _pool_cache.POOL_CACHE_MIN_ROWS = len(X) + 1  # no block is cached from here on: the kernel on each batch
     general_s, (general_mean, general_variance) = seconds(lambda: model.predict(copy))
     print(f"general path, {len(copy)} rows: {general_s:.2f} s -> {general_s * len(X) / len(copy):.1f} s for the pool")
     print(f"largest difference: mean {np.abs(general_mean - mean[: len(copy)]).max():.2e}, "

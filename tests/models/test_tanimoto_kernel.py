@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from activescope.models.gp import GPSurrogate
-from activescope.models.kernels import COUNT_LEVELS_MIN_ROWS, TanimotoKernel, count_intersection, pool_count_levels
+from activescope.models._pool_cache import POOL_CACHE_MIN_ROWS
+from activescope.models.kernels import TanimotoKernel, count_intersection, pool_count_levels
 
 
 def kernel_values(a, b) -> np.ndarray:
@@ -74,7 +75,7 @@ def test_non_integer_pool_values_where_training_rows_count_fall_back_to_the_exac
     assert np.allclose(count_intersection(torch.tensor(pool), torch.tensor(train)).numpy(), np.minimum(pool[:, None], train[None]).sum(-1))
 
 
-def count_pool(seed: int, rows: int = COUNT_LEVELS_MIN_ROWS + 900, columns: int = 40) -> np.ndarray:
+def count_pool(seed: int, rows: int = POOL_CACHE_MIN_ROWS + 900, columns: int = 40) -> np.ndarray:
     """A float32 pool whose last `columns` are sparse counts, behind a dense block (like the
     Morgan block of a pool with other descriptors before it)."""
     rng = np.random.default_rng(seed)
@@ -91,7 +92,7 @@ def fitted_tanimoto_gp(pool: np.ndarray) -> GPSurrogate:
 def test_a_large_pool_is_predicted_from_cached_count_levels_exactly_as_batch_by_batch():
     pool = count_pool(0)
     model = fitted_tanimoto_gp(pool)
-    mean, variance = model.predict(pool)  # >= COUNT_LEVELS_MIN_ROWS rows: the cached levels
+    mean, variance = model.predict(pool)  # >= POOL_CACHE_MIN_ROWS rows: the cached levels
     assert pool_count_levels(pool[:, 3:], 1000) is pool_count_levels(pool[:, 3:], 1000) is not None
     pieces = [model.predict(pool[start:start + 1000]) for start in range(0, len(pool), 1000)]  # small: the kernel
     assert np.allclose(mean, np.concatenate([p[0] for p in pieces]), rtol=1e-5, atol=1e-5)

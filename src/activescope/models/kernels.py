@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import warnings
-import weakref
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from gpytorch.kernels import Kernel
+
+from ._pool_cache import pool_cached
 
 
 class TanimotoKernel(Kernel):
@@ -116,11 +117,6 @@ def count_intersection(x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor | Non
     return (_csr(row_starts, positions, int(offsets[-1])) @ _dense_levels(b, offsets)).to(dtype=x1.dtype, device=x1.device)
 
 
-COUNT_LEVELS_MIN_ROWS = 4096
-"""Blocks with at least this many rows get a cached `CountLevels` (a campaign predicts the same
-pool every round); smaller ones, such as cross-validation folds, are cheap to compute directly."""
-
-
 @dataclass(frozen=True)
 class CountLevels:
     """The unary level indicators of a large block of integer counts (a pool's fingerprints),
@@ -158,27 +154,7 @@ class CountLevels:
         return _dense_levels(np.minimum(train, np.diff(self.offsets)), self.offsets)
 
 
-_POOL_LEVELS: list[tuple[weakref.ref, tuple, CountLevels | None]] = []
-"""The last large block `pool_count_levels` saw: a weak reference to the array owning its memory,
-the block's address, shape, strides and batch size, and its levels (None: not integer counts)."""
-
-
 def pool_count_levels(block: np.ndarray, batch_rows: int) -> CountLevels | None:
-    """`CountLevels` of `block` in batches of `batch_rows`, reused while the same block of the same
-    array comes back (the campaign's pool, whose features are never written after it is built), or
-    None when the block has fewer than `COUNT_LEVELS_MIN_ROWS` rows, is not integer counts, or
-    lives in memory that cannot be referenced weakly. The array owning the memory is held weakly:
-    once it is freed its reference is dead and nothing at its address is served from the cache."""
-    if len(block) < COUNT_LEVELS_MIN_ROWS:
-        return None
-    owner = block if block.base is None else block.base
-    key = (block.__array_interface__["data"][0], block.shape, block.strides, batch_rows)
-    if _POOL_LEVELS and _POOL_LEVELS[0][0]() is owner and _POOL_LEVELS[0][1] == key:
-        return _POOL_LEVELS[0][2]
-    try:
-        reference = weakref.ref(owner)
-    except TypeError:
-        return None
-    levels = CountLevels.build(block, batch_rows)
-    _POOL_LEVELS[:] = [(reference, key, levels)]
-    return levels
+    """`CountLevels` of a pool's count block in batches of `batch_rows`, built once per pool
+    (`models._pool_cache`); None for small blocks or ones that are not integer counts."""
+    return pool_cached("count_levels", block, (batch_rows,), lambda values: CountLevels.build(values, batch_rows))
