@@ -1,10 +1,12 @@
-"""Tanimoto GP on the full QM9 pool (issue #12, item 4): one fit on measured molecules, then the
-whole 130,831-molecule pool predicted from its cached sparse count levels
-(`models.kernels.pool_count_levels`), against the general path (the kernel on each batch) on a
-copy of the first rows, scaled up to the pool; also the split of one cached prediction into its
-sparse product, Tanimoto ratio, mean and variance products.
+"""Predicting the full QM9 pool every round (issue #12, item 4): the Tanimoto GP and the random
+forest on the Morgan-count block, each fitted once on measured molecules, then the whole
+130,831-molecule pool predicted from the representation cached at the first call
+(`models._pool_cache`: the GP's sparse count levels, the forest's sparse rows), against the
+general path (the kernel on each batch, the trees on dense rows) on a copy of the first rows,
+scaled up to the pool; also the split of one cached GP prediction into its sparse product,
+Tanimoto ratio, mean and variance products.
 
-    python benchmarks/tanimoto_speed.py --train 450 --threads 1
+    python benchmarks/pool_predict_speed.py --train 450 --threads 1
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import torch
 from activescope.engine.pool import build_pool
 from activescope.models import _pool_cache, kernels
 from activescope.models._torch import row_batches
+from activescope.models.ensemble import RandomForestSurrogate
 from activescope.models.gp import GPSurrogate
 
 MORGAN = [{"kind": "morgan", "radius": 2, "n_bits": 2048}]
@@ -70,12 +73,21 @@ def main() -> None:
             split[name] += spent
     print("split of one cached prediction: " + ", ".join(f"{name} {spent:.2f} s" for name, spent in split.items()))
 
+    forest = RandomForestSurrogate(max_features=0.2).fit(X[rows], y[rows])  # auto's rf on a wide block
+    forest_first_s, (forest_mean, _) = seconds(lambda: forest.predict(X))
+    forest_later = [seconds(lambda: forest.predict(X))[0] for _ in range(2)]
+    print(f"random forest (100 trees, a fifth of the columns per split), predict the pool, first call (builds the "
+          f"sparse rows): {forest_first_s:.2f} s; later calls: {', '.join(f'{s:.2f}' for s in forest_later)} s")
+
     copy = np.array(X[: args.general_rows])
-    _pool_cache.POOL_CACHE_MIN_ROWS = len(X) + 1  # no block is cached from here on: the kernel on each batch
+    _pool_cache.POOL_CACHE_MIN_ROWS = len(X) + 1  # no block is cached from here on: the general paths
     general_s, (general_mean, general_variance) = seconds(lambda: model.predict(copy))
-    print(f"general path, {len(copy)} rows: {general_s:.2f} s -> {general_s * len(X) / len(copy):.1f} s for the pool")
+    print(f"Tanimoto GP, general path, {len(copy)} rows: {general_s:.2f} s -> {general_s * len(X) / len(copy):.1f} s for the pool")
     print(f"largest difference: mean {np.abs(general_mean - mean[: len(copy)]).max():.2e}, "
           f"variance {np.abs(general_variance - variance[: len(copy)]).max() / variance.max():.2e} (relative)")
+    dense_s, (dense_mean, _) = seconds(lambda: forest.predict(copy))
+    print(f"random forest on dense rows, {len(copy)} rows: {dense_s:.2f} s -> {dense_s * len(X) / len(copy):.1f} s for the pool; "
+          f"same means: {np.array_equal(dense_mean, forest_mean[: len(copy)])}")
 
 
 if __name__ == "__main__":
