@@ -9,7 +9,7 @@ candidate set is the member covariance, which has rank at most (members - 1).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from functools import partial
 
 import numpy as np
@@ -54,9 +54,14 @@ class _MemberEnsemble(ColumnSelection):
         X = self._checked(X)
         mean = np.empty(len(X))
         variance = np.empty(len(X))
-        for rows in row_batches(len(X), self.batch_rows):
-            mean[rows], variance[rows] = member_statistics(self._members_predict(X[rows]))
+        for rows, batch in self._row_batches(X):
+            mean[rows], variance[rows] = member_statistics(self._members_predict(batch))
         return mean, variance
+
+    def _row_batches(self, X_block: np.ndarray) -> Iterator[tuple[slice, np.ndarray]]:
+        """The block's row slices with the rows as the members read them (here: dense rows)."""
+        for rows in row_batches(len(X_block), self.batch_rows):
+            yield rows, X_block[rows]
 
     def predict_joint(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Mean (k,) and across-member covariance (k, k) for a small candidate set."""
@@ -125,18 +130,15 @@ class RandomForestSurrogate(_MemberEnsemble):
         self._forest.fit(self._select(X), y)
         return self
 
-    def predict(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Mean and variance over trees, in row batches; a mostly-zero pool block (fingerprint
-        counts) is predicted from its sparse rows, built once per pool (`models._pool_cache`),
-        which gives the same values several times faster than walking the dense rows."""
-        sparse = pool_cached("sparse_rows", self._checked(X), (self.batch_rows,), partial(sparse_batches, batch_rows=self.batch_rows))
+    def _row_batches(self, X_block: np.ndarray) -> Iterator[tuple[slice, np.ndarray | scipy.sparse.csr_matrix]]:
+        """Dense row batches, or for a mostly-zero pool block (fingerprint counts) its sparse rows,
+        built once per pool (`models._pool_cache`): the trees give the same values several times
+        faster on them than walking the dense rows."""
+        sparse = pool_cached("sparse_rows", X_block, (self.batch_rows,), partial(sparse_batches, batch_rows=self.batch_rows))
         if sparse is None:
-            return super().predict(X)
-        mean = np.empty(sum(batch.shape[0] for batch in sparse))
-        variance = np.empty(len(mean))
-        for rows, batch in zip(row_batches(len(mean), self.batch_rows), sparse):
-            mean[rows], variance[rows] = member_statistics(self._members_predict(batch))
-        return mean, variance
+            yield from super()._row_batches(X_block)
+        else:
+            yield from zip(row_batches(len(X_block), self.batch_rows), sparse)
 
     def _members_predict(self, X: np.ndarray | scipy.sparse.csr_matrix) -> np.ndarray:
         if not scipy.sparse.issparse(X):

@@ -209,8 +209,8 @@ class GPSurrogate(ColumnSelection):
 
     def _pool_levels(self, X_block: np.ndarray) -> CountLevels | None:
         """The cached count levels of a large block for the plain Tanimoto GP (constant mean, raw
-        counts), else None: the general path below serves every other case."""
-        if self.kernel != "tanimoto" or self.mean != "constant" or self._model.feature_extractor is not None:
+        counts; DKL has no Tanimoto kernel), else None: the general path serves every other case."""
+        if self.kernel != "tanimoto" or self.mean != "constant":
             return None
         return pool_count_levels(X_block, self.batch_rows)
 
